@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export BANNERS_STATE_DIR ?= $(CURDIR)/var
+
+.PHONY: install run test bench stress bench-loader stop clean sample
+
+install: $(STAMP)
+
+# Re-installs when the pins change. greenlet 3 goes first, then meinheld without its
+# metadata's greenlet<0.5 pin (which cannot build on Python 3.11).
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
+	$(BIN)/python -m pip install -q -c constraints.txt greenlet
+	$(BIN)/python -m pip install -q --no-deps meinheld==1.0.2
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+sample: install
+	$(BIN)/banners sample-data var/sample --seed 1
+
+run: install sample
+	$(BIN)/banners load var/sample --seed 1; test $$? -ne 1
+	$(BIN)/banners serve --bind 127.0.0.1:8000
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+bench: install
+	$(BIN)/python bench/throughput.py
+
+bench-loader: install
+	$(BIN)/python bench/loader_bench.py
+
+stress: install
+	$(BIN)/python bench/stress.py
+
+stop:
+	-test -x $(BIN)/banners && $(BIN)/banners redis stop
+
+clean: stop
+	rm -rf $(VENV) var .pytest_cache .hypothesis

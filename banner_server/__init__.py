@@ -1,0 +1,1 @@
+"""The banner server: serves one banner per request from the current quarter's selection."""

@@ -1,0 +1,1 @@
+"""Loading side: read and validate the CSVs, compute the selections, publish them."""

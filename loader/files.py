@@ -1,0 +1,108 @@
+"""Finds the input files and tells each one's quarter, kind and fate (SPEC §4)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KINDS: dict[str, tuple[str, ...]] = {
+    "impressions": ("banner_id", "campaign_id"),
+    "clicks": ("click_id", "banner_id", "campaign_id"),
+    "conversions": ("conversion_id", "click_id", "revenue"),
+}
+_BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()}
+_SUFFIX = re.compile(r"_([1-4])\.csv$", re.IGNORECASE)
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class SourceFile:
+    """One `*.csv` under DATA_DIR and what was decided about it as a whole."""
+
+    rel: str
+    path: Path
+    size: int = 0
+    sha256: str = ""
+    quarter: int | None = None
+    kind: str | None = None
+    header: tuple[str, ...] = ()
+    # None while the file is usable; else "duplicate_file" or "invalid".
+    rejected: str | None = None
+    detail: str = ""
+    duplicate_of: str | None = None
+    rows: int = 0
+    accepted: int = 0
+    rejected_rows: dict[str, int] = field(default_factory=dict)
+
+
+def find_csv_files(data_dir: Path) -> list[SourceFile]:
+    """Every `*.csv` below data_dir, in sorted order of the relative POSIX path."""
+    found = []
+    for path in data_dir.rglob("*"):
+        if path.suffix.lower() == ".csv" and path.is_file():
+            found.append(SourceFile(rel=path.relative_to(data_dir).as_posix(), path=path))
+    return sorted(found, key=lambda f: f.rel)
+
+
+def quarter_of(rel: str) -> int | None:
+    """Nearest parent folder named 1-4 (inside DATA_DIR), else a `_1`..`_4` suffix."""
+    for part in reversed(rel.split("/")[:-1]):
+        if part in ("1", "2", "3", "4"):
+            return int(part)
+    m = _SUFFIX.search(rel.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
+def parse_header(first_line: str) -> tuple[str, ...]:
+    row = next(csv.reader([first_line]), [])
+    return tuple(col.strip().lower() for col in row)
+
+
+def kind_of(header: tuple[str, ...]) -> str | None:
+    if len(set(header)) != len(header):
+        return None
+    return _BY_COLUMNS.get(frozenset(header))
+
+
+def classify(src: SourceFile, data: bytes, seen: dict[str, str]) -> bytes | None:
+    """Hashes and checks one file's bytes as a whole.
+
+    Returns the body to parse (BOM and header line removed, still bytes), or None
+    when the whole file is rejected; `seen` maps sha256 -> first path with it.
+    """
+    src.size = len(data)
+    src.sha256 = hashlib.sha256(data).hexdigest()
+    src.quarter = quarter_of(src.rel)
+    if src.sha256 in seen:
+        src.rejected, src.duplicate_of = "duplicate_file", seen[src.sha256]
+        src.detail = f"same bytes as {seen[src.sha256]}"
+        return None
+    seen[src.sha256] = src.rel
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _reject(src, f"not UTF-8 text (byte {exc.start})")
+    if b"\x00" in data:
+        return _reject(src, "not text: contains NUL bytes")
+    end = data.find(b"\n")
+    first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+    if not first.strip():
+        return _reject(src, "empty file" if not data.strip() else "no header")
+    src.header = parse_header(first)
+    src.kind = kind_of(src.header)
+    if src.kind is None:
+        expected = "; ".join(",".join(cols) for cols in KINDS.values())
+        return _reject(src, f"unknown header {first[:200]!r}; expected one of: {expected}")
+    if src.quarter is None:
+        return _reject(src, "no quarter: put it in a folder named 1-4 or name it *_1.csv .. *_4.csv")
+    return b"" if end < 0 else data[end + 1:]
+
+
+def _reject(src: SourceFile, detail: str) -> None:
+    src.rejected, src.detail = "invalid", detail
+    return None
