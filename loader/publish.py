@@ -101,6 +101,6 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
         pipe.hset(keys.files(ver), mapping=files)
     pipe.hset(
         keys.meta(ver),
-        mapping={k: json.dumps(v) for k, v in meta.items()},
+        mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()},
     )
     pipe.execute()
