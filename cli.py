@@ -278,6 +278,74 @@ def status(as_json, redis_url, state_dir):
         click.echo(f"  {f['sha256'][:12]}  {f['path']:<32} q{f['quarter'] or '-'} {f['kind'] or '-':<12} {state}")
 
 
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (also unix:/path).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="gunicorn worker processes [default: one per core].")
+@click.option("--quarter", type=click.IntRange(1, 4), default=None,
+              help="Serve this quarter whatever the time (demos, tests).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of image_<id>.png pictures to serve instead of generated SVGs.")
+@click.option("--tz", default=None, metavar="ZONE", help="Time zone of the quarter, e.g. Europe/Amsterdam "
+              "[default: the system's].")
+@click.option("--visitor-ttl", type=click.IntRange(min=1), default=86400, show_default=True,
+              help="Seconds a visitor's last banner is remembered in Redis.")
+@click.option("--cookie-secure", is_flag=True, help="Mark the visitor cookie Secure (behind HTTPS).")
+@click.option("--trusted-proxy", multiple=True, metavar="CIDR",
+              help="Believe X-Forwarded-For from this proxy network (repeatable).")
+@click.option("--access-log", default=None, metavar="PATH", help="gunicorn access log ('-' for stderr).")
+@_redis_options
+def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log,
+          redis_url, state_dir):
+    """Serve banners over HTTP with gunicorn and meinheld workers.
+
+    \b
+    GET /campaigns/<id>        one banner of the campaign (HTML, or JSON with
+                               Accept: application/json or ?format=json)
+    GET /banners/<id>.svg      the banner's picture
+    GET /  /healthz  /readyz  /metrics
+    \b
+    Example:
+      banners serve --bind 0.0.0.0:8000 --workers 4 --images ../shared/datachef/images
+    """
+    import ipaddress
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz")
+    for net in trusted_proxy:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy")
+    conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
+    if not conf.is_file():
+        fail(f"gunicorn.conf.py not found next to cli.py ({conf}); install the project with `make install`")
+    url, client = connect(redis_url, state_dir)
+    client.close()
+    env = {
+        "BANNERS_REDIS_URL": url,
+        "BANNERS_BIND": bind,
+        "BANNERS_WORKERS": str(workers or ""),
+        "BANNERS_QUARTER": str(quarter or ""),
+        "BANNERS_TZ": tz or "",
+        "BANNERS_IMAGES": str(images.resolve()) if images else "",
+        "BANNERS_VISITOR_TTL": str(visitor_ttl),
+        "BANNERS_COOKIE_SECURE": "1" if cookie_secure else "",
+        "BANNERS_TRUSTED_PROXIES": ",".join(trusted_proxy),
+        "BANNERS_METRICS_DIR": str((state_dir / "metrics").resolve()),
+        "BANNERS_ACCESS_LOG": access_log or "",
+    }
+    os.environ.update(env)
+    click.echo(f"serving on http://{bind} (Redis {_safe_url(url)})", err=True)
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf)])
+
+
 @main.group()
 def redis():
     """Manage the embedded Redis (only used without --redis-url)."""

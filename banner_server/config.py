@@ -1,0 +1,53 @@
+"""Server settings, read once per worker from the environment `banners serve` sets."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "banners:"
+    quarter: int | None = None  # pinned quarter (demos, tests); None: from the clock
+    tz: str | None = None  # IANA zone; None: the system's
+    images_dir: Path | None = None
+    visitor_ttl: int = 24 * 3600  # seconds a visitor's last banner is remembered
+    cookie_secure: bool = False
+    trusted_proxies: tuple = ()  # networks whose X-Forwarded-For is believed
+    redis_timeout: float = 0.05  # seconds; the hot path never waits longer on Redis
+    redis_retry: float = 1.0  # seconds to answer from the snapshot before trying again
+    metrics_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "Settings":
+        def opt(name):
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        proxies = tuple(
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in (env.get("BANNERS_TRUSTED_PROXIES") or "").split(",")
+            if p.strip()
+        )
+        return cls(
+            redis_url=opt("BANNERS_REDIS_URL") or cls.redis_url,
+            key_prefix=opt("BANNERS_KEY_PREFIX") or cls.key_prefix,
+            quarter=int(env["BANNERS_QUARTER"]) if opt("BANNERS_QUARTER") else None,
+            tz=opt("BANNERS_TZ"),
+            images_dir=Path(env["BANNERS_IMAGES"]) if opt("BANNERS_IMAGES") else None,
+            visitor_ttl=int(opt("BANNERS_VISITOR_TTL") or cls.visitor_ttl),
+            cookie_secure=_bool(env.get("BANNERS_COOKIE_SECURE")),
+            trusted_proxies=proxies,
+            redis_timeout=float(opt("BANNERS_REDIS_TIMEOUT") or cls.redis_timeout),
+            redis_retry=float(opt("BANNERS_REDIS_RETRY") or cls.redis_retry),
+            metrics_dir=Path(env["BANNERS_METRICS_DIR"]) if opt("BANNERS_METRICS_DIR") else None,
+        )

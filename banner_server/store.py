@@ -1,0 +1,200 @@
+"""The server's view of the published selections: one atomic Redis step per request,
+with the worker's last snapshot as the answer when Redis is away."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import redis
+
+from .catalog import snapshot
+from .keys import Keys
+
+# One round trip: resolve the current version, draw a banner of the campaign's
+# selection with SRANDMEMBER that is not the visitor's last one (rejection sampling,
+# so the draw stays uniform over the others), remember it.  The version and the set
+# are read in the same atomic step, so no answer can mix two loads.
+# Keys of the selection are derived inside the script; fine on a single Redis.
+PICK_LUA = """
+local ver = redis.call('GET', KEYS[1])
+if not ver then return {'', ''} end
+local set = ARGV[1] .. ver .. ':q:' .. ARGV[2] .. ':c:' .. ARGV[3]
+local pick = redis.call('SRANDMEMBER', set)
+if not pick then return {ver, ''} end
+local last = redis.call('GET', KEYS[2])
+if pick == last and redis.call('SCARD', set) > 1 then
+  for i = 1, 32 do
+    pick = redis.call('SRANDMEMBER', set)
+    if pick ~= last then break end
+  end
+  if pick == last then
+    for _, m in ipairs(redis.call('SMEMBERS', set)) do
+      if m ~= last then pick = m break end
+    end
+  end
+end
+redis.call('SET', KEYS[2], pick, 'EX', ARGV[4])
+if KEYS[3] then redis.call('SET', KEYS[3], pick, 'EX', ARGV[4]) end
+return {ver, pick}
+"""
+
+_LOCAL_VISITORS = 100_000  # degraded-mode memory of last banners, per worker
+
+
+class NoData(Exception):
+    """Nothing to answer from: Redis is away (or empty) and this worker never saw data."""
+
+
+class NotFound(Exception):
+    """No selection for that campaign in that quarter."""
+
+
+@dataclass
+class Pick:
+    banner_id: int
+    version: str
+    degraded: bool
+
+
+def make_client(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=0,
+        retry_on_timeout=False,
+    )
+
+
+class SelectionStore:
+    def __init__(self, client: redis.Redis, keys: Keys, visitor_ttl: int = 86400,
+                 retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None):
+        self.r = client
+        self.keys = keys
+        self.ttl = str(visitor_ttl)
+        self.retry_after = retry_after
+        self.monotonic = monotonic
+        self.rng = rng or random.Random()
+        self._pick = client.register_script(PICK_LUA)
+        self._version_prefix = keys.prefix + "v:"
+        self.version: str | None = None
+        self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
+        self.quarters: tuple[int, ...] = ()
+        self.down_since: float | None = None
+        self.last_error: str | None = None
+        self._local_last: dict[str, int] = {}
+
+    # -- health ----------------------------------------------------------------
+    @property
+    def degraded(self) -> bool:
+        return self.down_since is not None
+
+    def _failed(self, exc: Exception) -> None:
+        self.down_since = self.monotonic()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _may_try(self) -> bool:
+        # After a failure, answer from the snapshot for retry_after seconds instead of
+        # paying a timeout on every request; then let one request probe Redis again.
+        if self.down_since is None:
+            return True
+        if self.monotonic() - self.down_since >= self.retry_after:
+            self.down_since = self.monotonic()
+            return True
+        return False
+
+    # -- snapshot --------------------------------------------------------------
+    def refresh(self, version: str | None = None) -> None:
+        """Loads `version` (default: current) into the worker's snapshot."""
+        if version is None:
+            raw_ver = self.r.get(self.keys.current)
+            version = raw_ver.decode() if raw_ver is not None else None
+            if version is None:
+                self.version, self.selections, self.quarters = None, None, ()
+                return
+        raw = self.r.get(self.keys.selections(version))
+        if raw is None:
+            return  # superseded between the pick and this read; the next pick tells
+        self.selections = snapshot(json.loads(raw))
+        self.quarters = tuple(sorted(self.selections))
+        self.version = version
+
+    def ensure_snapshot(self) -> None:
+        if self.selections is None and self._may_try():
+            try:
+                self.refresh()
+                self.down_since = None
+            except redis.RedisError as exc:
+                self._failed(exc)
+
+    def campaigns(self, quarter: int) -> list[int]:
+        self.ensure_snapshot()
+        return sorted((self.selections or {}).get(quarter, {}))
+
+    # -- the hot path ----------------------------------------------------------
+    def pick(self, quarter: int, campaign: int, visitor: str, carry_to: str | None = None) -> Pick:
+        if self._may_try():
+            keys = [self.keys.current, self.keys.prefix + "vis:" + visitor]
+            if carry_to:
+                keys.append(self.keys.prefix + "vis:" + carry_to)
+            try:
+                ver, banner = self._pick(keys=keys, args=[self._version_prefix, quarter, campaign, self.ttl])
+                if ver.decode() != self.version and ver:
+                    self.refresh(ver.decode())
+                self.down_since = None
+            except redis.RedisError as exc:
+                self._failed(exc)
+            else:
+                if not ver:
+                    raise NoData("nothing is published yet")
+                if not banner:
+                    raise NotFound
+                banner_id = int(banner)
+                self._remember(visitor, carry_to, banner_id)
+                return Pick(banner_id, self.version or ver.decode(), False)
+        return self._pick_from_snapshot(quarter, campaign, visitor, carry_to)
+
+    def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
+        local = self._local_last
+        if len(local) >= _LOCAL_VISITORS:
+            local.clear()  # a crude bound; it only serves the degraded mode
+        local[visitor] = banner_id
+        if carry_to:
+            local[carry_to] = banner_id
+
+    def _pick_from_snapshot(self, quarter: int, campaign: int, visitor: str, carry_to: str | None) -> Pick:
+        if self.selections is None:
+            raise NoData(self.last_error or "no data")
+        banners = self.selections.get(quarter, {}).get(campaign)
+        if not banners:
+            raise NotFound
+        last = self._local_last.get(visitor)
+        choices = [b for b in banners if b != last] or list(banners)
+        banner_id = self.rng.choice(choices)
+        self._remember(visitor, carry_to, banner_id)
+        return Pick(banner_id, self.version or "", True)
+
+    # -- readiness -------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict]:
+        try:
+            self.r.ping()
+            self.refresh()
+            self.down_since = None
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return False, {
+                "status": "degraded",
+                "reason": f"redis unreachable: {self.last_error}",
+                "serving_from_snapshot": self.selections is not None,
+                "version": self.version,
+            }
+        if self.version is None:
+            return False, {"status": "not_ready", "reason": "nothing published yet: run `banners load`"}
+        missing = [q for q in (1, 2, 3, 4) if q not in self.quarters]
+        if missing:
+            return False, {"status": "not_ready", "reason": f"quarters not loaded: {missing}",
+                           "version": self.version}
+        return True, {"status": "ready", "version": self.version, "quarters": list(self.quarters)}

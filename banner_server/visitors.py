@@ -1,0 +1,48 @@
+"""Who a visitor is: the `visitor_id` cookie, else their address and User-Agent."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import secrets
+
+COOKIE = "visitor_id"
+COOKIE_MAX_AGE = 365 * 24 * 3600
+_VALID = re.compile(r"[A-Za-z0-9_-]{22}").fullmatch
+
+
+def new_visitor_id() -> str:
+    return secrets.token_urlsafe(16)  # 128 random bits, 22 characters
+
+
+def valid_cookie(value: str | None) -> str | None:
+    """The cookie when it is one we could have issued; anything else is ignored, so a
+    client cannot make us store arbitrary keys."""
+    return value if value and _VALID(value) else None
+
+
+def anonymous_id(address: str, user_agent: str) -> str:
+    digest = hashlib.blake2b(f"{address}\0{user_agent}".encode("utf-8", "replace"), digest_size=16)
+    return digest.hexdigest()
+
+
+def client_address(remote_addr: str, forwarded_for: str | None, trusted: tuple) -> str:
+    """remote_addr, or with trusted proxies the right-most X-Forwarded-For entry that
+    is not itself a trusted proxy (the left part of the header is client-supplied)."""
+    if not trusted or not forwarded_for or not _is_trusted(remote_addr, trusted):
+        return remote_addr
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not hop:
+            continue
+        if not _is_trusted(hop, trusted):
+            return hop
+    return remote_addr
+
+
+def _is_trusted(address: str, trusted: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)

@@ -1,0 +1,32 @@
+"""The WSGI entry point gunicorn loads: the app built from the environment."""
+
+from __future__ import annotations
+
+from .app import create_app
+from .clock import quarter_source, system_clock
+from .config import Settings
+from .images import ImageDir
+from .keys import Keys
+from .metrics import Metrics
+from .store import SelectionStore, make_client
+
+
+def build(settings: Settings | None = None):
+    settings = settings or Settings.from_env()
+    store = SelectionStore(
+        make_client(settings.redis_url, settings.redis_timeout),
+        Keys(settings.key_prefix),
+        visitor_ttl=settings.visitor_ttl,
+        retry_after=settings.redis_retry,
+    )
+    return create_app(
+        store,
+        quarter_source(system_clock(settings.tz), settings.quarter),
+        images=ImageDir(settings.images_dir),
+        metrics=Metrics(settings.metrics_dir),
+        cookie_secure=settings.cookie_secure,
+        trusted_proxies=settings.trusted_proxies,
+    )
+
+
+application = build()

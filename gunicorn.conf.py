@@ -1,0 +1,57 @@
+"""gunicorn settings for `banners serve` (which sets the BANNERS_* variables read here).
+
+meinheld's worker is the fast path (an event loop in C); when meinheld cannot be
+imported, gthread workers take over and the log says so.
+"""
+
+import logging
+import os
+import shutil
+
+bind = os.environ.get("BANNERS_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("BANNERS_WORKERS") or os.cpu_count() or 2)
+backlog = 2048
+keepalive = int(os.environ.get("BANNERS_KEEPALIVE", "5"))
+# A worker that does not report back within this many seconds is killed and replaced.
+timeout = int(os.environ.get("BANNERS_WORKER_TIMEOUT", "30"))
+graceful_timeout = 10
+worker_connections = 4096
+# Header limits (used by gunicorn's own workers; meinheld has its fixed ones).
+limit_request_line = 4096
+limit_request_fields = 100
+limit_request_field_size = 8190
+accesslog = os.environ.get("BANNERS_ACCESS_LOG") or None
+loglevel = os.environ.get("BANNERS_LOG_LEVEL", "info")
+proc_name = "banners"
+wsgi_app = "banner_server.wsgi:application"
+control_socket_disable = True
+
+try:
+    import meinheld.gmeinheld  # noqa: F401
+
+    worker_class = "meinheld.gmeinheld.MeinheldWorker"
+    _fallback = None
+except ImportError as exc:  # pragma: no cover - depends on the install
+    worker_class = "gthread"
+    threads = 8
+    _fallback = str(exc)
+
+
+def on_starting(server):
+    if _fallback:
+        server.log.warning("meinheld is not importable (%s): using gthread workers instead", _fallback)
+    metrics_dir = os.environ.get("BANNERS_METRICS_DIR")
+    if metrics_dir:
+        # Counters start from zero with each server, but survive worker restarts.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.makedirs(metrics_dir, exist_ok=True)
+
+
+def post_worker_init(worker):
+    if worker_class.startswith("meinheld"):
+        from meinheld import server as meinheld_server
+
+        # GET-only service: refuse request bodies beyond 64 KiB.
+        meinheld_server.set_max_content_length(64 * 1024)
+        meinheld_server.set_client_body_buffer_size(16 * 1024)
+    logging.getLogger("banner_server").setLevel(loglevel.upper())
