@@ -104,7 +104,7 @@ class CampaignResource:
                 title="Bad campaign id", description="A campaign id is a non-negative integer, like /campaigns/7.")
         campaign = int(campaign_id)
         quarter = self.quarter()
-        cookie = visitors.valid_cookie(req.cookies.get(visitors.COOKIE, [None])[0] if req.cookies else None)
+        cookie = visitors.valid_cookie(req.cookies.get(visitors.COOKIE))
         if cookie:
             visitor, carry = "c:" + cookie, None
         else:
@@ -126,12 +126,13 @@ class CampaignResource:
                 title="No data yet", description=f"No banner selection is available: {exc}",
                 retry_after=RETRY_AFTER)
         if pick.degraded:
-            self.metrics.degraded_answer("redis_unreachable")
+            self.metrics.degraded_answer(pick.degraded)
         self.metrics.banner_served(campaign)
         ext = "png" if self.images.folder and self.images.has(pick.banner_id) else "svg"
         image_url = f"/banners/{pick.banner_id}.{ext}"
         resp.cache_control = ["no-store"]
         resp.vary = ["Accept", "Cookie"]
+        resp.set_header("X-Banners-Version", pick.version)
         if wants_json(req):
             resp.content_type = falcon.MEDIA_JSON
             resp.text = json.dumps({"campaign_id": campaign, "quarter": quarter,
@@ -222,6 +223,11 @@ class MetricsResource:
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.cache_control = ["no-store"]
         resp.text = self.metrics.render({"banners_worker_redis_degraded": int(self.store.degraded)})
+
+
+for _resource in (CampaignResource, BannerImageResource, IndexResource, HealthResource, ReadyResource,
+                  MetricsResource):
+    _resource.on_head = _resource.on_get  # Falcon drops the body of HEAD answers
 
 
 def _internal_error(req, resp, ex, params):

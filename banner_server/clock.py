@@ -14,13 +14,15 @@ def quarter_of(moment: dt.datetime) -> int:
     return moment.minute // 15 + 1
 
 
-def system_clock(tz: str | None = None) -> Clock:
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def system_clock(tz: str | None = None, utcnow: Clock = _utcnow) -> Clock:
     """Now in `tz`, or in the system's zone.  The zone matters: some are offset by
     30 or 45 minutes from UTC, which moves the quarter."""
-    if tz:
-        zone = ZoneInfo(tz)
-        return lambda: dt.datetime.now(zone)
-    return lambda: dt.datetime.now().astimezone()
+    zone = ZoneInfo(tz) if tz else None
+    return lambda: utcnow().astimezone(zone)
 
 
 def quarter_source(clock: Clock, pinned: int | None = None) -> Callable[[], int]:

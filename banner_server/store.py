@@ -56,7 +56,7 @@ class NotFound(Exception):
 class Pick:
     banner_id: int
     version: str
-    degraded: bool
+    degraded: str | None = None  # why Redis was not used: "redis_unreachable" | "redis_empty"
 
 
 def make_client(url: str, timeout: float) -> redis.Redis:
@@ -113,8 +113,11 @@ class SelectionStore:
             raw_ver = self.r.get(self.keys.current)
             version = raw_ver.decode() if raw_ver is not None else None
             if version is None:
-                self.version, self.selections, self.quarters = None, None, ()
+                # Keep the snapshot (degraded answers need it); only forget the version.
+                self.version = None
                 return
+        if version == self.version and self.selections is not None:
+            return
         raw = self.r.get(self.keys.selections(version))
         if raw is None:
             return  # superseded between the pick and this read; the next pick tells
@@ -123,7 +126,8 @@ class SelectionStore:
         self.version = version
 
     def ensure_snapshot(self) -> None:
-        if self.selections is None and self._may_try():
+        """Brings the snapshot up to the current version (one GET when it already is)."""
+        if self._may_try():
             try:
                 self.refresh()
                 self.down_since = None
@@ -149,13 +153,15 @@ class SelectionStore:
                 self._failed(exc)
             else:
                 if not ver:
-                    raise NoData("nothing is published yet")
+                    # Redis answers but holds nothing (restarted empty, flushed): keep
+                    # serving what this worker last saw until a load publishes again.
+                    return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_empty")
                 if not banner:
                     raise NotFound
                 banner_id = int(banner)
                 self._remember(visitor, carry_to, banner_id)
-                return Pick(banner_id, self.version or ver.decode(), False)
-        return self._pick_from_snapshot(quarter, campaign, visitor, carry_to)
+                return Pick(banner_id, self.version or ver.decode())
+        return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_unreachable")
 
     def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
         local = self._local_last
@@ -165,9 +171,12 @@ class SelectionStore:
         if carry_to:
             local[carry_to] = banner_id
 
-    def _pick_from_snapshot(self, quarter: int, campaign: int, visitor: str, carry_to: str | None) -> Pick:
+    def _pick_from_snapshot(self, quarter: int, campaign: int, visitor: str, carry_to: str | None,
+                            reason: str) -> Pick:
         if self.selections is None:
-            raise NoData(self.last_error or "no data")
+            if reason == "redis_empty":
+                raise NoData("nothing is published yet")
+            raise NoData(f"Redis is unreachable ({self.last_error})")
         banners = self.selections.get(quarter, {}).get(campaign)
         if not banners:
             raise NotFound
@@ -175,7 +184,7 @@ class SelectionStore:
         choices = [b for b in banners if b != last] or list(banners)
         banner_id = self.rng.choice(choices)
         self._remember(visitor, carry_to, banner_id)
-        return Pick(banner_id, self.version or "", True)
+        return Pick(banner_id, self.version or "", reason)
 
     # -- readiness -------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:

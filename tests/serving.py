@@ -1,0 +1,58 @@
+"""Helpers to build a server over a known publication."""
+
+import datetime as dt
+
+import falcon.testing
+import polars as pl
+
+from banner_server.app import create_app
+from banner_server.clock import quarter_of
+from banner_server.images import ImageDir
+from banner_server.keys import Keys
+from banner_server.metrics import Metrics
+from banner_server.store import SelectionStore
+from loader.pipeline import LoadResult
+from loader.publish import publish
+from loader.rules import SELECTION_SCHEMA
+
+KEYS = Keys()
+
+
+def selections(rows):
+    """rows: (quarter, campaign, [banner ids]) -> a selections frame."""
+    recs = []
+    for q, c, ids in rows:
+        for rank, b in enumerate(ids):
+            recs.append({"quarter": q, "campaign_id": c, "scenario": "top_clicks", "x": 0, "rank": rank,
+                         "banner_id": b, "revenue": 0.0, "clicks": 1, "source": "clicks"})
+    return pl.DataFrame(recs, schema=SELECTION_SCHEMA)
+
+
+def publish_rows(client, rows) -> str:
+    sel = selections(rows)
+    result = LoadResult(files=[], selections=sel, rejects=pl.DataFrame(), summary=pl.DataFrame(), accepted_rows=sel.height)
+    return publish(client, KEYS, result, {"seed": 0})
+
+
+STANDARD = [(q, 7, [100 + q, 200, 300, 400, 500]) for q in (1, 2, 3, 4)] + [
+    (1, 8, [800]), (2, 9, [900, 901]), (3, 10, [1000, 1001, 1002]),
+]
+
+
+class Clock:
+    def __init__(self, minute=5):
+        self.now = dt.datetime(2026, 11, 28, 10, minute, tzinfo=dt.timezone.utc)
+
+    def __call__(self):
+        return self.now
+
+    def set(self, minute, hour=10):
+        self.now = self.now.replace(hour=hour, minute=minute)
+
+
+def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **store_kw):
+    clock = clock or Clock()
+    store = SelectionStore(redis_client, KEYS, **store_kw)
+    quarter = (lambda: pinned) if pinned else (lambda: quarter_of(clock()))
+    app = create_app(store, quarter, images=ImageDir(images), metrics=metrics or Metrics())
+    return falcon.testing.TestClient(app), store

@@ -1,0 +1,116 @@
+"""Redis stopped, restarted and frozen under a serving app (a real redis-server process)."""
+
+import pytest
+
+from tests.conftest import RedisProcess
+from tests.serving import STANDARD, make_client, publish_rows
+from banner_server.store import make_client as redis_client
+
+JSON = {"Accept": "application/json", "User-Agent": "t"}
+
+
+class FakeMonotonic:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def proc():
+    p = RedisProcess().start()
+    yield p
+    p.close()
+
+
+def serving(proc, **kw):
+    mono = FakeMonotonic()
+    client, store = make_client(redis_client(proc.url, 0.05), monotonic=mono, retry_after=1.0, **kw)
+    return client, store, mono
+
+
+def test_redis_killed_then_back(proc):
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc)
+    cookie = {**JSON, "Cookie": "visitor_id=" + "a" * 22}
+    seen = [client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"]]
+    proc.stop()
+    for _ in range(40):
+        res = client.simulate_get("/campaigns/7", headers=cookie)
+        assert res.status_code == 200
+        seen.append(res.json["banner_id"])
+    assert all(a != b for a, b in zip(seen, seen[1:]))  # no-repeat kept from the worker's memory
+    assert set(seen) <= {101, 200, 300, 400, 500}
+    assert client.simulate_get("/campaigns/999").status_code == 404
+    ready = client.simulate_get("/readyz")
+    assert ready.status_code == 503 and ready.json["status"] == "degraded"
+    assert ready.json["serving_from_snapshot"] is True
+    assert 'banners_degraded_answers_total{reason="redis_unreachable"}' in client.simulate_get("/metrics").text
+
+    proc.start()  # comes back empty (no persistence in this test)
+    mono.t += 2
+    assert client.simulate_get("/readyz").status_code == 503  # reachable, nothing published
+    publish_rows(proc.client(), [(q, 7, [1, 2]) for q in (1, 2, 3, 4)])
+    mono.t += 2
+    assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (1, 2)
+    assert client.simulate_get("/readyz").status_code == 200
+    assert not store.degraded
+
+
+def test_redis_restarted_empty_keeps_serving_snapshot_until_a_load(proc):
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc)
+    assert client.simulate_get("/campaigns/7").status_code == 200
+    proc.stop()
+    proc.start()
+    mono.t += 2
+    for _ in range(10):
+        res = client.simulate_get("/campaigns/7", headers=JSON)
+        assert res.status_code == 200 and res.json["banner_id"] in (101, 200, 300, 400, 500)
+    assert 'banners_degraded_answers_total{reason="redis_empty"} 10' in client.simulate_get("/metrics").text
+    ready = client.simulate_get("/readyz")
+    assert ready.status_code == 503 and "nothing published" in ready.json["reason"]
+    publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
+    assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
+    assert client.simulate_get("/readyz").status_code == 200
+
+
+def test_frozen_redis_is_not_waited_for(proc):
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc)
+    client.simulate_get("/campaigns/7")
+    calls = []
+    real = store._pick
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    store._pick = counting
+    proc.freeze()
+    try:
+        for _ in range(30):
+            assert client.simulate_get("/campaigns/7").status_code == 200
+        # one probe timed out (50 ms), the rest were answered from the snapshot
+        assert len(calls) == 1 and store.degraded
+        mono.t += 1.5
+        client.simulate_get("/campaigns/7")
+        assert len(calls) == 2
+    finally:
+        proc.thaw()
+    mono.t += 1.5
+    for _ in range(5):
+        client.simulate_get("/campaigns/7")
+    assert not store.degraded and len(calls) >= 3
+
+
+def test_worker_that_never_saw_data_answers_503_with_retry_after(proc):
+    proc.stop()
+    client, store, mono = serving(proc)
+    res = client.simulate_get("/campaigns/7", headers=JSON)
+    assert res.status_code == 503 and res.headers["retry-after"] == "5"
+    assert "error" in res.json
+    assert client.simulate_get("/readyz").status_code == 503
+    assert client.simulate_get("/healthz").status_code == 200
+    assert client.simulate_get("/").status_code == 200

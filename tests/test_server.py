@@ -1,0 +1,285 @@
+"""Every route and status through falcon.testing, on fakeredis and on a real redis-server."""
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+
+from banner_server.clock import quarter_of, quarter_source, system_clock
+from banner_server.metrics import Metrics
+from tests.serving import KEYS, STANDARD, Clock, make_client, publish_rows
+
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+def loaded(any_redis):
+    publish_rows(any_redis, STANDARD)
+    return any_redis
+
+
+@pytest.fixture
+def client(loaded):
+    return make_client(loaded)[0]
+
+
+def visitor_cookie(result):
+    return result.cookies["visitor_id"].value
+
+
+def test_campaign_html_by_default(client):
+    res = client.simulate_get("/campaigns/7")
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/html")
+    assert res.headers["cache-control"] == "no-store"
+    assert '<img src="/banners/' in res.text and 'alt="Banner ' in res.text
+    assert "quarter 1" in res.text and "Campaign 7" in res.text
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert "img-src 'self'" in res.headers["content-security-policy"]
+    assert res.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("headers, query, is_json", [
+    ({"Accept": "application/json"}, None, True),
+    ({"Accept": "text/html,application/json"}, None, True),
+    ({"Accept": "application/json;q=0.5, text/html"}, None, False),
+    ({"Accept": "*/*"}, None, False),
+    ({}, None, False),
+    ({"Accept": "text/html"}, "format=json", True),
+    ({"Accept": "application/json"}, "format=html", False),
+    ({"Accept": "application/json;q=garbage"}, None, False),
+])
+def test_content_negotiation(client, headers, query, is_json):
+    res = client.simulate_get("/campaigns/7", headers=headers, query_string=query)
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("application/json" if is_json else "text/html")
+
+
+def test_campaign_json_shape_and_alias(client):
+    res = client.simulate_get("/campaign/7", headers=JSON)
+    body = res.json
+    assert set(body) == {"campaign_id", "quarter", "banner_id", "image_url"}
+    assert body["campaign_id"] == 7 and body["quarter"] == 1
+    assert body["banner_id"] in (101, 200, 300, 400, 500)
+    assert body["image_url"] == f"/banners/{body['banner_id']}.svg"
+    assert res.headers["cache-control"] == "no-store"
+
+
+def test_visitor_cookie_attributes(client):
+    res = client.simulate_get("/campaigns/7")
+    c = res.cookies["visitor_id"]
+    assert c.http_only and c.same_site == "Lax" and c.max_age == 365 * 24 * 3600 and c.path == "/"
+    assert len(c.value) == 22 and not c.secure
+
+
+def test_unknown_campaign_404_json_and_html(client):
+    res = client.simulate_get("/campaigns/999", headers=JSON)
+    assert res.status_code == 404 and "Campaign 999 has no banners in quarter 1" in res.json["detail"]
+    res = client.simulate_get("/campaigns/999")
+    assert res.status_code == 404 and res.headers["content-type"].startswith("text/html")
+    assert "Campaign 999 has no banners" in res.text
+
+
+def test_campaign_without_data_this_quarter_is_404(loaded):
+    client, _ = make_client(loaded, clock=Clock(minute=20))  # quarter 2: campaign 8 only in q1
+    assert client.simulate_get("/campaigns/8").status_code == 404
+    assert client.simulate_get("/campaigns/9").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/campaigns/abc", "/campaigns/-1", "/campaigns/1.5", "/campaigns/%00",
+                                  "/campaigns/" + "9" * 40, "/campaigns/%E2%82%AC", "/campaigns/7%20"])
+def test_bad_campaign_ids_are_400_never_500(client, path):
+    res = client.simulate_get(path, headers=JSON)
+    assert res.status_code in (400, 404)
+    assert "error" in res.json
+
+
+def test_unknown_path_404(client):
+    assert client.simulate_get("/nope", headers=JSON).status_code == 404
+    assert client.simulate_get("/nope").headers["content-type"].startswith("text/html")
+
+
+def test_no_repeat_for_a_cookie_visitor_and_every_member_appears(client):
+    first = client.simulate_get("/campaigns/7", headers=JSON)
+    cookie = {"Cookie": f"visitor_id={visitor_cookie(first)}", **JSON}
+    seen = [first.json["banner_id"]]
+    for _ in range(300):
+        seen.append(client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"])
+    assert all(a != b for a, b in zip(seen, seen[1:]))
+    counts = Counter(seen)
+    assert set(counts) == {101, 200, 300, 400, 500}
+    assert min(counts.values()) > 30  # roughly uniform: 60 expected each
+
+
+def test_no_repeat_for_a_cookieless_visitor(client):
+    seen = [client.simulate_get("/campaigns/7", headers={**JSON, "User-Agent": "ua-1"},
+                                remote_addr="10.0.0.1").json["banner_id"] for _ in range(100)]
+    assert all(a != b for a, b in zip(seen, seen[1:]))
+
+
+def test_cookieless_visitors_are_told_apart_by_address_and_agent(loaded):
+    client, _ = make_client(loaded)
+    # two-banner campaign in q2: a second visitor is not constrained by the first
+    client, _ = make_client(loaded, clock=Clock(minute=20))
+    a = [client.simulate_get("/campaigns/9", headers={**JSON, "User-Agent": "a"}, remote_addr="10.0.0.1").json["banner_id"] for _ in range(20)]
+    assert all(x != y for x, y in zip(a, a[1:]))
+    b = {client.simulate_get("/campaigns/9", headers={**JSON, "User-Agent": "b"}, remote_addr="10.0.0.1").json["banner_id"] for _ in range(20)}
+    assert b == {900, 901}
+
+
+def test_first_cookie_carries_the_history_on(client):
+    for _ in range(50):
+        ua = {"User-Agent": f"fresh-{_}", **JSON}
+        first = client.simulate_get("/campaigns/7", headers=ua, remote_addr="10.1.1.1")
+        cookie = visitor_cookie(first)
+        second = client.simulate_get("/campaigns/7", headers={**ua, "Cookie": f"visitor_id={cookie}"},
+                                     remote_addr="10.9.9.9")
+        assert second.json["banner_id"] != first.json["banner_id"]
+        assert "visitor_id" not in second.cookies  # no new cookie once one is sent
+
+
+def test_no_repeat_across_campaigns_for_the_same_visitor(client):
+    first = client.simulate_get("/campaigns/7", headers=JSON)
+    cookie = {"Cookie": f"visitor_id={visitor_cookie(first)}", **JSON}
+    seen = [first.json["banner_id"]]
+    for i in range(100):
+        seen.append(client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"])
+    assert all(a != b for a, b in zip(seen, seen[1:]))
+
+
+def test_single_banner_selection_repeats(client):
+    res = [client.simulate_get("/campaigns/8", headers=JSON).json["banner_id"] for _ in range(3)]
+    assert res == [800, 800, 800]
+
+
+def test_forged_or_huge_cookie_is_ignored_and_replaced(client):
+    for value in ["x", "a" * 5000, "../../etc", "é" * 22, "abc def"]:
+        res = client.simulate_get("/campaigns/7", headers={"Cookie": f"visitor_id={value}"})
+        assert res.status_code == 200 and len(visitor_cookie(res)) == 22
+
+
+@pytest.mark.parametrize("minute, quarter", [(0, 1), (14, 1), (15, 2), (29, 2), (30, 3), (44, 3), (45, 4), (59, 4)])
+def test_quarter_boundaries(loaded, minute, quarter):
+    clock = Clock(minute)
+    client, _ = make_client(loaded, clock=clock)
+    body = client.simulate_get("/campaigns/7", headers=JSON).json
+    assert body["quarter"] == quarter
+    assert body["banner_id"] in (100 + quarter, 200, 300, 400, 500)
+
+
+def test_quarter_changes_with_the_clock_between_requests(loaded):
+    clock = Clock(59)
+    client, _ = make_client(loaded, clock=clock)
+    assert client.simulate_get("/campaigns/7", headers=JSON).json["quarter"] == 4
+    clock.set(0, hour=11)
+    assert client.simulate_get("/campaigns/7", headers=JSON).json["quarter"] == 1
+
+
+def test_time_zone_moves_the_quarter():
+    utc = dt.datetime(2026, 11, 28, 10, 10, tzinfo=dt.timezone.utc)
+    assert quarter_of(system_clock("UTC", lambda: utc)()) == 1
+    assert quarter_of(system_clock("Asia/Kolkata", lambda: utc)()) == 3      # 15:40
+    assert quarter_of(system_clock("Asia/Kathmandu", lambda: utc)()) == 4    # 15:55
+    assert quarter_source(lambda: utc, pinned=2)() == 2
+
+
+def test_pinned_quarter(loaded):
+    client, _ = make_client(loaded, pinned=3)
+    assert client.simulate_get("/campaigns/10", headers=JSON).json["quarter"] == 3
+
+
+def test_banner_svg(client):
+    res = client.simulate_get("/banners/123.svg")
+    assert res.status_code == 200 and res.headers["content-type"] == "image/svg+xml"
+    assert b'width="300" height="250"' in res.content and b">123<" in res.content
+    assert "max-age=86400" in res.headers["cache-control"]
+    assert client.simulate_get("/banners/124.svg").content != res.content
+
+
+def test_banner_png_from_images_dir_with_sniffed_type(loaded, tmp_path):
+    (tmp_path / "image_200.png").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
+    (tmp_path / "image_300.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    client, _ = make_client(loaded, images=tmp_path)
+    assert client.simulate_get("/banners/200.png").headers["content-type"] == "image/jpeg"
+    assert client.simulate_get("/banners/300.png").headers["content-type"] == "image/png"
+    assert client.simulate_get("/banners/400.png").status_code == 404
+    urls = {client.simulate_get("/campaigns/7", headers=JSON).json["image_url"] for _ in range(60)}
+    assert "/banners/200.png" in urls and "/banners/400.svg" in urls
+
+
+@pytest.mark.parametrize("path", ["/banners/../etc/passwd", "/banners/..%2F..%2Fetc%2Fpasswd", "/banners/1.gif",
+                                  "/banners/image_1.png", "/banners/%2e%2e", "/banners/1.svg/x", "/banners/"])
+def test_no_path_traversal(loaded, tmp_path, path):
+    (tmp_path / "image_1.png").write_bytes(b"\xff\xd8\xff")
+    client, _ = make_client(loaded, images=tmp_path)
+    res = client.simulate_get(path)
+    assert res.status_code == 404 and b"\xff\xd8" not in res.content
+
+
+def test_index_lists_current_quarter_campaigns(client, loaded):
+    res = client.simulate_get("/")
+    assert res.status_code == 200 and '<a href="/campaigns/7">' in res.text and '/campaigns/8"' in res.text
+    assert '/campaigns/9"' not in res.text
+    assert client.simulate_get("/", headers=JSON).json["campaigns"][0] == {"campaign_id": 7, "url": "/campaigns/7"}
+
+
+def test_healthz_and_readyz(client):
+    assert client.simulate_get("/healthz").status_code == 200
+    res = client.simulate_get("/readyz")
+    assert res.status_code == 200 and res.json["quarters"] == [1, 2, 3, 4]
+
+
+def test_readyz_503_when_quarters_are_missing_or_nothing_loaded(any_redis):
+    client, _ = make_client(any_redis)
+    res = client.simulate_get("/readyz")
+    assert res.status_code == 503 and "nothing published" in res.json["reason"]
+    publish_rows(any_redis, [(1, 7, [1, 2]), (2, 7, [1])])
+    res = client.simulate_get("/readyz")
+    assert res.status_code == 503 and res.json["reason"] == "quarters not loaded: [3, 4]"
+
+
+def test_nothing_loaded_is_503_with_retry_after(any_redis):
+    client, _ = make_client(any_redis)
+    res = client.simulate_get("/campaigns/7", headers=JSON)
+    assert res.status_code == 503 and res.headers["retry-after"]
+
+
+def test_new_version_is_picked_up_on_the_next_request(loaded):
+    client, store = make_client(loaded)
+    v1 = client.simulate_get("/campaigns/7").headers["x-banners-version"]
+    v2 = publish_rows(loaded, [(q, 7, [42, 43]) for q in (1, 2, 3, 4)])
+    res = client.simulate_get("/campaigns/7", headers=JSON)
+    assert res.json["banner_id"] in (42, 43) and res.headers["x-banners-version"] == v2 != v1
+    assert store.version == v2
+
+
+def test_metrics(loaded):
+    client, _ = make_client(loaded, metrics=Metrics())
+    for _ in range(3):
+        client.simulate_get("/campaigns/7")
+    client.simulate_get("/campaigns/999")
+    text = client.simulate_get("/metrics").text
+    assert 'banners_http_requests_total{route="/campaigns/{id}",status="200"} 3' in text
+    assert 'banners_http_requests_total{route="/campaigns/{id}",status="404"} 1' in text
+    assert 'banners_served_total{campaign="7"} 3' in text
+    assert 'banners_http_request_duration_seconds_count{route="/campaigns/{id}"} 4' in text
+
+
+def test_metrics_add_up_across_workers(loaded, tmp_path):
+    a, b = Metrics(tmp_path), Metrics(tmp_path)
+    a.observe("/x", "200", 0.001)
+    a.flush()
+    b.observe("/x", "200", 0.002)
+    # both write <pid>.json: simulate two processes by renaming a's file
+    (tmp_path / __import__("os").listdir(tmp_path)[0]).rename(tmp_path / "1.json")
+    assert 'banners_http_requests_total{route="/x",status="200"} 2' in b.render()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_other_methods_405(client, method):
+    assert client.simulate_request(method, "/campaigns/7").status_code == 405
+
+
+def test_head_and_options(client):
+    assert client.simulate_head("/campaigns/7").status_code == 200
+    assert client.simulate_options("/campaigns/7").status_code in (200, 204)
