@@ -27,9 +27,9 @@ wsgi_app = "banner_server.wsgi:application"
 control_socket_disable = True
 
 try:
-    import meinheld.gmeinheld  # noqa: F401
+    import banner_server.worker  # noqa: F401  (imports meinheld)
 
-    worker_class = "meinheld.gmeinheld.MeinheldWorker"
+    worker_class = "banner_server.worker.MeinheldWorker"
     _fallback = None
 except ImportError as exc:  # pragma: no cover - depends on the install
     worker_class = "gthread"
@@ -48,7 +48,7 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    if worker_class.startswith("meinheld"):
+    if "Meinheld" in worker_class:
         from meinheld import server as meinheld_server
 
         # GET-only service: refuse request bodies beyond 64 KiB.

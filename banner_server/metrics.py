@@ -1,129 +1,140 @@
 """Prometheus text metrics that add up across gunicorn workers.
 
-Each worker counts in memory and writes its totals to `<dir>/<pid>.json` at most
-once a second (and when scraped); a scrape sums every file, including those of
-workers that have exited, so counters never go backwards when a worker is replaced.
+Each worker counts into a memory-mapped file of its own (`<dir>/<pid>-<rand>.bin`,
+one float64 per series, the series' names appended to a `.keys` file beside it), so
+a count is visible to a scrape the moment it is made, without a syscall on the
+request path.  A scrape sums every worker's files, including those of workers that
+have exited, so counters never go backwards when a worker is replaced.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
+import mmap
 import os
-import time
+import secrets
+import struct
 from pathlib import Path
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+_LE = tuple(repr(b) for b in BUCKETS) + ("+Inf",)
+CAPACITY = 16384  # series per worker; campaigns beyond that are counted as "other"
+_D = struct.Struct("d")
+SEP = "\x1f"
+
+
+class Counters:
+    """float64 counters by name in a shared (or anonymous) memory map."""
+
+    def __init__(self, directory: Path | None = None, capacity: int = CAPACITY):
+        self.capacity = capacity
+        self.slots: dict[str, int] = {}
+        self.dir = Path(directory) if directory else None
+        if self.dir is None:
+            self.mm = mmap.mmap(-1, capacity * 8)
+            self._keys = None
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stem = self.dir / f"{os.getpid()}-{secrets.token_hex(4)}"
+        with open(stem.with_suffix(".bin"), "w+b") as fh:
+            fh.truncate(capacity * 8)
+            self.mm = mmap.mmap(fh.fileno(), capacity * 8)
+        self._keys = open(stem.with_suffix(".keys"), "a", buffering=1, encoding="utf-8")
+
+    def inc(self, key: str, amount: float = 1.0) -> None:
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self._add(key)
+            if slot is None:
+                return
+        off = slot * 8
+        _D.pack_into(self.mm, off, _D.unpack_from(self.mm, off)[0] + amount)
+
+    def _add(self, key: str) -> int | None:
+        if len(self.slots) >= self.capacity:
+            return None
+        slot = len(self.slots)
+        if self._keys is not None:
+            self._keys.write(key.replace("\n", " ") + "\n")  # the name lands before any value
+        self.slots[key] = slot
+        return slot
+
+    def items(self):
+        for key, slot in self.slots.items():
+            yield key, _D.unpack_from(self.mm, slot * 8)[0]
+
+
+def read_all(directory: Path) -> dict[str, float]:
+    """Sum of every worker's counters in `directory` (live or exited)."""
+    totals: dict[str, float] = {}
+    for keys_path in directory.glob("*.keys"):
+        try:
+            names = keys_path.read_text(encoding="utf-8").splitlines()
+            data = keys_path.with_suffix(".bin").read_bytes()
+        except OSError:
+            continue
+        for slot, name in enumerate(names):
+            if (slot + 1) * 8 > len(data):
+                break
+            totals[name] = totals.get(name, 0.0) + _D.unpack_from(data, slot * 8)[0]
+    return totals
 
 
 class Metrics:
-    def __init__(self, directory: Path | None = None, monotonic=time.monotonic, flush_every: float = 1.0):
+    def __init__(self, directory: Path | None = None, capacity: int = CAPACITY):
         self.dir = Path(directory) if directory else None
-        self.monotonic = monotonic
-        self.flush_every = flush_every
-        self._next_flush = 0.0
-        self.requests: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list] = {}  # route -> [bucket counts..., +Inf, sum]
-        self.served: dict[str, int] = {}
-        self.degraded: dict[str, int] = {}
+        self.counters = Counters(self.dir, capacity)
+        self._served_limit = capacity // 2
 
     def observe(self, route: str, status: str, seconds: float) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.latency.get(route)
-        if hist is None:
-            hist = self.latency[route] = [0] * (len(BUCKETS) + 1) + [0.0]
-        hist[bisect.bisect_left(BUCKETS, seconds)] += 1
-        hist[-1] += seconds
-        if self.dir is not None and self.monotonic() >= self._next_flush:
-            self.flush()
+        inc = self.counters.inc
+        inc(f"req{SEP}{route}{SEP}{status}")
+        inc(f"bucket{SEP}{route}{SEP}{_LE[bisect.bisect_left(BUCKETS, seconds)]}")
+        inc(f"sum{SEP}{route}", seconds)
 
     def banner_served(self, campaign: int) -> None:
-        key = str(campaign)
-        self.served[key] = self.served.get(key, 0) + 1
+        self.counters.inc(f"served{SEP}{campaign}")
 
     def degraded_answer(self, reason: str) -> None:
-        self.degraded[reason] = self.degraded.get(reason, 0) + 1
+        self.counters.inc(f"degraded{SEP}{reason}")
 
-    # -- across workers ----------------------------------------------------------
-    def _state(self) -> dict:
-        return {
-            "requests": [[r, s, n] for (r, s), n in self.requests.items()],
-            "latency": self.latency,
-            "served": self.served,
-            "degraded": self.degraded,
-        }
-
-    def flush(self) -> None:
-        self._next_flush = self.monotonic() + self.flush_every
-        if self.dir is None:
-            return
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.dir / f".{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(self._state()))
-            os.replace(tmp, self.dir / f"{os.getpid()}.json")
-        except OSError:
-            pass  # metrics must never break serving
-
-    def _all_states(self) -> list[dict]:
-        if self.dir is None:
-            return [self._state()]
-        self.flush()
-        states = []
-        for path in self.dir.glob("*.json"):
-            try:
-                states.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue
-        return states
+    def totals(self) -> dict[str, float]:
+        return read_all(self.dir) if self.dir else dict(self.counters.items())
 
     def render(self, gauges: dict[str, float] | None = None) -> str:
-        requests: dict[tuple[str, str], int] = {}
-        latency: dict[str, list] = {}
-        served: dict[str, int] = {}
-        degraded: dict[str, int] = {}
-        for st in self._all_states():
-            for r, s, n in st["requests"]:
-                requests[r, s] = requests.get((r, s), 0) + n
-            for route, hist in st["latency"].items():
-                acc = latency.setdefault(route, [0] * (len(BUCKETS) + 1) + [0.0])
-                for i, v in enumerate(hist):
-                    acc[i] += v
-            for k, n in st["served"].items():
-                served[k] = served.get(k, 0) + n
-            for k, n in st["degraded"].items():
-                degraded[k] = degraded.get(k, 0) + n
-        out = [
-            "# HELP banners_http_requests_total HTTP requests by route and status.",
-            "# TYPE banners_http_requests_total counter",
-        ]
-        for (r, s), n in sorted(requests.items()):
-            out.append(f'banners_http_requests_total{{route="{r}",status="{s}"}} {n}')
-        out += [
-            "# HELP banners_http_request_duration_seconds Time spent answering, by route.",
-            "# TYPE banners_http_request_duration_seconds histogram",
-        ]
-        for route, hist in sorted(latency.items()):
-            cum = 0
-            for bound, n in zip((*BUCKETS, "+Inf"), hist[:-1]):
-                cum += n
-                le = bound if bound == "+Inf" else repr(bound)
-                out.append(f'banners_http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} {cum}')
-            out.append(f'banners_http_request_duration_seconds_sum{{route="{route}"}} {hist[-1]}')
-            out.append(f'banners_http_request_duration_seconds_count{{route="{route}"}} {cum}')
-        out += [
-            "# HELP banners_served_total Banners served, by campaign.",
-            "# TYPE banners_served_total counter",
-        ]
-        for k, n in sorted(served.items(), key=lambda kv: int(kv[0])):
-            out.append(f'banners_served_total{{campaign="{k}"}} {n}')
-        out += [
-            "# HELP banners_degraded_answers_total Answers given without Redis, by reason.",
-            "# TYPE banners_degraded_answers_total counter",
-        ]
-        for k, n in sorted(degraded.items()):
-            out.append(f'banners_degraded_answers_total{{reason="{k}"}} {n}')
+        requests, buckets, sums, served, degraded = {}, {}, {}, {}, {}
+        for name, value in self.totals().items():
+            kind, *labels = name.split(SEP)
+            if kind == "req":
+                requests[tuple(labels)] = value
+            elif kind == "bucket":
+                buckets.setdefault(labels[0], {})[labels[1]] = value
+            elif kind == "sum":
+                sums[labels[0]] = value
+            elif kind == "served":
+                served[labels[0]] = value
+            elif kind == "degraded":
+                degraded[labels[0]] = value
+        out = ["# HELP banners_http_requests_total HTTP requests by route and status.",
+               "# TYPE banners_http_requests_total counter"]
+        out += [f'banners_http_requests_total{{route="{r}",status="{s}"}} {n:.0f}'
+                for (r, s), n in sorted(requests.items())]
+        out += ["# HELP banners_http_request_duration_seconds Time spent answering, by route.",
+                "# TYPE banners_http_request_duration_seconds histogram"]
+        for route in sorted(buckets):
+            cum = 0.0
+            for le in _LE:
+                cum += buckets[route].get(le, 0.0)
+                out.append(f'banners_http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} {cum:.0f}')
+            out.append(f'banners_http_request_duration_seconds_sum{{route="{route}"}} {sums.get(route, 0.0)}')
+            out.append(f'banners_http_request_duration_seconds_count{{route="{route}"}} {cum:.0f}')
+        out += ["# HELP banners_served_total Banners served, by campaign.",
+                "# TYPE banners_served_total counter"]
+        out += [f'banners_served_total{{campaign="{k}"}} {n:.0f}'
+                for k, n in sorted(served.items(), key=lambda kv: int(kv[0]))]
+        out += ["# HELP banners_degraded_answers_total Answers given without Redis, by reason.",
+                "# TYPE banners_degraded_answers_total counter"]
+        out += [f'banners_degraded_answers_total{{reason="{k}"}} {n:.0f}' for k, n in sorted(degraded.items())]
         for name, value in (gauges or {}).items():
             out += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(out) + "\n"
