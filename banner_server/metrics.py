@@ -32,6 +32,7 @@ class Counters:
         self.dir = Path(directory) if directory else None
         if self.dir is None:
             self.mm = mmap.mmap(-1, capacity * 8)
+            self.values = memoryview(self.mm).cast("d")
             self._keys = None
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -39,29 +40,29 @@ class Counters:
         with open(stem.with_suffix(".bin"), "w+b") as fh:
             fh.truncate(capacity * 8)
             self.mm = mmap.mmap(fh.fileno(), capacity * 8)
+        # Indexing a float64 view of the map is a plain store: no syscall, no lock.
+        self.values = memoryview(self.mm).cast("d")
         self._keys = open(stem.with_suffix(".keys"), "a", buffering=1, encoding="utf-8")
 
-    def inc(self, key: str, amount: float = 1.0) -> None:
+    def slot(self, key: str) -> int:
+        """The index of `key`'s value in `values`; past capacity, a scratch slot that is
+        never reported."""
         slot = self.slots.get(key)
         if slot is None:
-            slot = self._add(key)
-            if slot is None:
-                return
-        off = slot * 8
-        _D.pack_into(self.mm, off, _D.unpack_from(self.mm, off)[0] + amount)
-
-    def _add(self, key: str) -> int | None:
-        if len(self.slots) >= self.capacity:
-            return None
-        slot = len(self.slots)
-        if self._keys is not None:
-            self._keys.write(key.replace("\n", " ") + "\n")  # the name lands before any value
-        self.slots[key] = slot
+            if len(self.slots) >= self.capacity - 1:
+                return self.capacity - 1
+            slot = len(self.slots)
+            if self._keys is not None:
+                self._keys.write(key.replace("\n", " ") + "\n")  # the name lands before any value
+            self.slots[key] = slot
         return slot
+
+    def inc(self, key: str, amount: float = 1.0) -> None:
+        self.values[self.slot(key)] += amount
 
     def items(self):
         for key, slot in self.slots.items():
-            yield key, _D.unpack_from(self.mm, slot * 8)[0]
+            yield key, self.values[slot]
 
 
 def read_all(directory: Path) -> dict[str, float]:
@@ -84,16 +85,29 @@ class Metrics:
     def __init__(self, directory: Path | None = None, capacity: int = CAPACITY):
         self.dir = Path(directory) if directory else None
         self.counters = Counters(self.dir, capacity)
-        self._served_limit = capacity // 2
+        self._observed: dict[tuple, tuple[int, int, int]] = {}
+        self._served: dict[int, int] = {}
 
     def observe(self, route: str, status: str, seconds: float) -> None:
-        inc = self.counters.inc
-        inc(f"req{SEP}{route}{SEP}{status}")
-        inc(f"bucket{SEP}{route}{SEP}{_LE[bisect.bisect_left(BUCKETS, seconds)]}")
-        inc(f"sum{SEP}{route}", seconds)
+        bucket = bisect.bisect_left(BUCKETS, seconds)
+        slots = self._observed.get((route, status, bucket))
+        if slots is None:
+            slot = self.counters.slot
+            slots = self._observed[route, status, bucket] = (
+                slot(f"req{SEP}{route}{SEP}{status}"),
+                slot(f"bucket{SEP}{route}{SEP}{_LE[bucket]}"),
+                slot(f"sum{SEP}{route}"),
+            )
+        values = self.counters.values
+        values[slots[0]] += 1.0
+        values[slots[1]] += 1.0
+        values[slots[2]] += seconds
 
     def banner_served(self, campaign: int) -> None:
-        self.counters.inc(f"served{SEP}{campaign}")
+        slot = self._served.get(campaign)
+        if slot is None:
+            slot = self._served[campaign] = self.counters.slot(f"served{SEP}{campaign}")
+        self.counters.values[slot] += 1.0
 
     def degraded_answer(self, reason: str) -> None:
         self.counters.inc(f"degraded{SEP}{reason}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from .catalog import snapshot
+from .fastredis import FastRedis, FastRedisError
 from .keys import Keys
 
 # One round trip: resolve the current version, draw a banner of the campaign's
@@ -69,16 +70,23 @@ def make_client(url: str, timeout: float) -> redis.Redis:
     )
 
 
+REDIS_ERRORS = (redis.RedisError, FastRedisError)
+
+
 class SelectionStore:
+    """`client` (redis-py) reads snapshots and answers /readyz; `fast`, when given,
+    runs the per-request pick (see fastredis: a third of the CPU of redis-py)."""
+
     def __init__(self, client: redis.Redis, keys: Keys, visitor_ttl: int = 86400,
-                 retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None):
+                 retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None,
+                 fast: FastRedis | None = None):
         self.r = client
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.retry_after = retry_after
         self.monotonic = monotonic
         self.rng = rng or random.Random()
-        self._pick = client.register_script(PICK_LUA)
+        self._pick = fast.script(PICK_LUA) if fast is not None else client.register_script(PICK_LUA)
         self._version_prefix = keys.prefix + "v:"
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
@@ -149,7 +157,7 @@ class SelectionStore:
                 if ver.decode() != self.version and ver:
                     self.refresh(ver.decode())
                 self.down_since = None
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
                 if not ver:

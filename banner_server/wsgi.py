@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from .app import create_app
 from .clock import quarter_source, system_clock
 from .config import Settings
 from .images import ImageDir
 from .keys import Keys
 from .metrics import Metrics
+from .fastredis import FastRedis
 from .store import SelectionStore, make_client
 
 
@@ -18,10 +21,11 @@ def build(settings: Settings | None = None):
         Keys(settings.key_prefix),
         visitor_ttl=settings.visitor_ttl,
         retry_after=settings.redis_retry,
+        fast=FastRedis(settings.redis_url, settings.redis_timeout),
     )
     return create_app(
         store,
-        quarter_source(system_clock(settings.tz), settings.quarter),
+        quarter_source(system_clock(settings.tz), settings.quarter, tick=time.monotonic),
         images=ImageDir(settings.images_dir),
         metrics=Metrics(settings.metrics_dir),
         cookie_secure=settings.cookie_secure,

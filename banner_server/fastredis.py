@@ -1,0 +1,143 @@
+"""A minimal Redis connection for the one command on the request path.
+
+redis-py costs about as much CPU per call as the whole rest of a request (command
+packing, the connection pool, retries, response callbacks); this sends one
+pre-packed EVALSHA and parses the reply with hiredis' C reader.  Everything that is
+not the hot path still uses redis-py.  Supports redis://, rediss:// (TLS) and
+unix:// URLs, with username/password and a database number.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+
+
+class FastRedisError(Exception):
+    """Redis could not answer (connection, timeout, protocol); the caller degrades."""
+
+
+def _pack(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for p in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(p), p))
+    return b"".join(out)
+
+
+def _b(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+class FastRedis:
+    def __init__(self, url: str, timeout: float = 0.05):
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        self.scheme = parts.scheme
+        self.timeout = timeout
+        self.path = unquote(parts.path) if parts.scheme == "unix" else None
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        db = query.get("db", [None])[0]
+        if db is None and parts.scheme != "unix" and parts.path.strip("/"):
+            db = parts.path.strip("/")
+        self.db = int(db) if db else 0
+        self.ssl_verify = (query.get("ssl_cert_reqs", ["required"])[0] or "required") != "none"
+        self.sock: socket.socket | None = None
+        self.reader = hiredis.Reader()
+
+    # -- connection ---------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        try:
+            if self.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+            else:
+                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.scheme == "rediss":
+                    ctx = ssl.create_default_context()
+                    if not self.ssl_verify:
+                        ctx.check_hostname = False
+                        ctx.verify_mode = ssl.CERT_NONE
+                    sock = ctx.wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(self.timeout)
+        except OSError as exc:
+            raise FastRedisError(f"cannot connect: {exc}") from None
+        self.sock = sock
+        self.reader = hiredis.Reader()
+        if self.password:
+            auth = [b"AUTH", _b(self.username), _b(self.password)] if self.username else [b"AUTH", _b(self.password)]
+            self._roundtrip(_pack(*auth))
+        if self.db:
+            self._roundtrip(_pack(b"SELECT", _b(self.db)))
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def _roundtrip(self, packed: bytes):
+        sock = self.sock or self._connect()
+        reader = self.reader
+        try:
+            sock.sendall(packed)
+            while True:
+                reply = reader.gets()
+                if reply is not False:
+                    break
+                data = sock.recv(65536)
+                if not data:
+                    raise FastRedisError("connection closed by Redis")
+                reader.feed(data)
+        except (OSError, hiredis.ProtocolError) as exc:
+            # A timed-out reply may still arrive later: never reuse this connection.
+            self.close()
+            raise FastRedisError(f"{type(exc).__name__}: {exc}") from None
+        except FastRedisError:
+            self.close()
+            raise
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        return reply
+
+    # -- the one command ----------------------------------------------------------
+    def script(self, source: str) -> "FastScript":
+        return FastScript(self, source)
+
+
+class FastScript:
+    def __init__(self, conn: FastRedis, source: str):
+        import hashlib
+
+        self.conn = conn
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+    def __call__(self, keys: list, args: list):
+        parts = [*keys, *args]
+        packed = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%d\r\n" % (
+            3 + len(parts), self.sha, len(str(len(keys))), len(keys))
+        for p in parts:
+            p = p if isinstance(p, bytes) else str(p).encode()
+            packed += b"$%d\r\n%s\r\n" % (len(p), p)
+        try:
+            return self.conn._roundtrip(packed)
+        except hiredis.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise FastRedisError(str(exc)) from None
+        # First call on this server (or it restarted): EVAL loads the script too.
+        head = [b"EVAL", self.source, _b(len(keys)), *map(_b, keys), *map(_b, args)]
+        try:
+            return self.conn._roundtrip(_pack(*head))
+        except hiredis.ReplyError as exc:
+            raise FastRedisError(str(exc)) from None
