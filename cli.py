@@ -282,7 +282,7 @@ def status(as_json, redis_url, state_dir):
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT",
               help="Address to listen on (also unix:/path).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes [default: one per core].")
+              help="gunicorn worker processes [default: two per core].")
 @click.option("--quarter", type=click.IntRange(1, 4), default=None,
               help="Serve this quarter whatever the time (demos, tests).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,

@@ -9,7 +9,9 @@ import os
 import shutil
 
 bind = os.environ.get("BANNERS_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("BANNERS_WORKERS") or os.cpu_count() or 2)
+# Two per core: a worker spends part of each request waiting for its Redis round
+# trip, and a second one per core fills that wait (measured in bench/README.md).
+workers = int(os.environ.get("BANNERS_WORKERS") or 2 * (os.cpu_count() or 1))
 backlog = 2048
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
 # connections over them.  With one shared socket, meinheld's accept loop lets the

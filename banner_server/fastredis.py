@@ -71,11 +71,15 @@ class FastRedis:
             raise FastRedisError(f"cannot connect: {exc}") from None
         self.sock = sock
         self.reader = hiredis.Reader()
-        if self.password:
-            auth = [b"AUTH", _b(self.username), _b(self.password)] if self.username else [b"AUTH", _b(self.password)]
-            self._roundtrip(_pack(*auth))
-        if self.db:
-            self._roundtrip(_pack(b"SELECT", _b(self.db)))
+        try:
+            if self.password:
+                auth = [b"AUTH", _b(self.username), _b(self.password)] if self.username else [b"AUTH", _b(self.password)]
+                self._roundtrip(_pack(*auth))
+            if self.db:
+                self._roundtrip(_pack(b"SELECT", _b(self.db)))
+        except hiredis.ReplyError as exc:
+            self.close()  # never keep a connection that is not authenticated
+            raise FastRedisError(str(exc)) from None
         return sock
 
     def close(self) -> None:
