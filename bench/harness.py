@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from banner_server.embedded_redis import free_port, redis_server_binary  # noqa: E402
 
 REAL_DATA = ROOT.parent / "shared" / "datachef" / "csv"
+RESULTS_DIR = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 
 

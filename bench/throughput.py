@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ROOT, Workspace, machine
+from harness import RESULTS_DIR as RESULTS, Workspace, machine
 
 LUA = Path(__file__).with_name("visitors.lua")
-RESULTS = ROOT / "bench" / "results"
 
 
 def ensure_wrk() -> str:

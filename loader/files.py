@@ -83,14 +83,15 @@ def classify(src: SourceFile, data: bytes, seen: dict[str, str]) -> bytes | None
     seen[src.sha256] = src.rel
     if data.startswith(BOM):
         data = data[len(BOM):]
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _reject(src, f"not UTF-8 text (byte {exc.start})")
     if b"\x00" in data:
         return _reject(src, "not text: contains NUL bytes")
     end = data.find(b"\n")
-    first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+    try:
+        # The body's encoding is checked by the parser (numbers are ASCII) or, on the
+        # exact path, by decoding it: a clean file is not decoded twice.
+        first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        return _reject(src, f"not UTF-8 text (byte {exc.start})")
     if not first.strip():
         return _reject(src, "empty file" if not data.strip() else "no header")
     src.header = parse_header(first)

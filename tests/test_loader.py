@@ -157,7 +157,9 @@ def test_invalid_revenue(base, revenue, detail):
     [
         (b"", "empty file"),
         (b"\n\n", "empty file"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not text"),
+        (b"\xff\xfeclick_id,banner_id\n", "not UTF-8"),
+        (b"click_id,banner_id,campaign_id\n1,2,3\n4,5,\xe9t\xe9\n", "not UTF-8"),
         (b"click_id,banner_id,campaign_id\n1,2,3\x00\n", "not text"),
         (b"foo,bar\n1,2\n", "unknown header"),
         (b"click_id,banner_id,banner_id\n1,2,3\n", "unknown header"),
