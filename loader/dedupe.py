@@ -11,22 +11,35 @@ import polars as pl
 from .validate import REJECT_SCHEMA
 
 
+def quarter_key(id_col: str) -> pl.Expr:
+    """(quarter, id) as one integer: ids are checked < 2^60 before this is used, and
+    hashing one Int64 column is several times cheaper than a struct or a window."""
+    return pl.col(id_col) * 4 + (pl.col("quarter") - 1)
+
+
+def _small_ids(rows: pl.DataFrame, id_col: str) -> bool:
+    return rows.is_empty() or (rows[id_col].max() or 0) < 2**60
+
+
 def _first_wins(rows: pl.DataFrame, id_col: str, content: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    first = pl.col(id_col).is_first_distinct().over("quarter")
-    flagged = rows.with_columns(_first=first)
-    accepted = flagged.filter("_first").drop("_first")
-    later = flagged.filter(~pl.col("_first")).drop("_first")
-    if later.is_empty():
-        return accepted, pl.DataFrame(schema=REJECT_SCHEMA)
-    originals = accepted.select(
-        "quarter",
-        id_col,
+    small = _small_ids(rows, id_col)
+    keyed = rows.with_columns((quarter_key(id_col) if small else pl.struct("quarter", id_col)).alias("_k"))
+    if keyed["_k"].n_unique() == rows.height:
+        return rows, pl.DataFrame(schema=REJECT_SCHEMA)  # the usual case: no repeated id
+    # Repeated ids are rare: find them first, then order only their rows.
+    repeated = keyed.group_by("_k").len().filter(pl.col("len") > 1)["_k"]
+    suspects = keyed.with_row_index("_i").filter(pl.col("_k").is_in(repeated.implode()))
+    suspects = suspects.with_columns(_first=pl.col("_k").is_first_distinct())
+    later = suspects.filter(~pl.col("_first"))
+    accepted = rows.with_row_index("_i").filter(~pl.col("_i").is_in(later["_i"].implode())).drop("_i")
+    originals = suspects.filter("_first").select(
+        "_k",
         *[pl.col(c).alias(f"_orig_{c}") for c in content],
         pl.col("file_idx").alias("dup_file_idx"),
         pl.col("line").alias("dup_line"),
     )
     same = pl.all_horizontal([pl.col(c) == pl.col(f"_orig_{c}") for c in content])
-    rejects = later.join(originals, on=["quarter", id_col], how="left").select(
+    rejects = later.join(originals, on="_k", how="left").select(
         "file_idx",
         "line",
         pl.when(same).then(pl.lit("duplicate_row")).otherwise(pl.lit("conflict")).alias("reason"),
@@ -51,9 +64,15 @@ def accept_rows(
     its id count as accepted, so an orphan never shadows a later good row.
     """
     clicks_ok, click_rejects = _first_wins(clicks, "click_id", ["banner_id", "campaign_id"])
-    known = clicks_ok.select("quarter", "click_id")
-    linked = conversions.join(known, on=["quarter", "click_id"], how="semi", maintain_order="left")
-    orphans = conversions.join(known, on=["quarter", "click_id"], how="anti").select(
+    if _small_ids(clicks_ok, "click_id") and _small_ids(conversions, "click_id"):
+        known = clicks_ok.select(quarter_key("click_id").alias("_k"))["_k"]
+        is_linked = quarter_key("click_id").is_in(known.implode())
+    else:
+        known = clicks_ok.select(pl.struct("quarter", "click_id").alias("_k"))["_k"]
+        is_linked = pl.struct("quarter", "click_id").is_in(known.implode())
+    flagged = conversions.with_columns(_linked=is_linked)
+    linked = flagged.filter("_linked").drop("_linked")
+    orphans = flagged.filter(~pl.col("_linked")).select(
         "file_idx",
         "line",
         pl.lit("orphan").alias("reason"),

@@ -52,14 +52,19 @@ def read_folder(
         del data
         if body is not None:
             valid, bad = parse_rows(src, body, idx)
+            if src.kind == "impressions":
+                # No ids, so no row-level dedupe: where each row came from is not needed.
+                valid = valid.drop("file_idx", "line")
             parts[src.kind].append(valid)
             invalid.append(bad)
         if progress:
             progress(src.size)
-    frames = {
-        kind: pl.concat(dfs, rechunk=False) if dfs else pl.DataFrame(schema=typed_schema(kind))
-        for kind, dfs in parts.items()
-    }
+    frames = {}
+    for kind, dfs in parts.items():
+        empty = pl.DataFrame(schema=typed_schema(kind))
+        if kind == "impressions":
+            empty = empty.drop("file_idx", "line")
+        frames[kind] = pl.concat(dfs, rechunk=False) if dfs else empty
     bad_rows = pl.concat(invalid) if invalid else pl.DataFrame(schema=REJECT_SCHEMA)
     return files, frames, bad_rows
 

@@ -62,20 +62,19 @@ def banner_stats(
     `clicks` and `conversions` must hold accepted rows only (ids unique per quarter,
     every conversion's click present), which is what the loader hands over.
     """
-    per_click = conversions.group_by("quarter", "click_id").agg(
-        pl.col("revenue").sum().alias("revenue"), pl.len().alias("conversions")
-    )
-    per_banner = (
-        clicks.join(per_click, on=["quarter", "click_id"], how="left")
+    # Conversions (few) look up their click's banner; clicks (many) are only counted.
+    conv_per_banner = (
+        conversions.join(clicks.select("quarter", "click_id", "campaign_id", "banner_id"),
+                         on=["quarter", "click_id"], how="inner")
         .group_by(BANNER_KEYS)
-        .agg(
-            pl.len().alias("clicks"),
-            pl.col("revenue").sum().alias("revenue"),
-            pl.col("conversions").sum().alias("conversions"),
-        )
+        .agg(pl.col("revenue").sum().alias("revenue"), pl.len().alias("conversions"))
+    )
+    per_banner = clicks.group_by(BANNER_KEYS).agg(pl.len().alias("clicks")).join(
+        conv_per_banner, on=BANNER_KEYS, how="left"
     )
     banners = pl.concat(
-        [impressions.select(BANNER_KEYS), clicks.select(BANNER_KEYS)], how="vertical_relaxed"
+        [impressions.select(BANNER_KEYS).unique(), clicks.select(BANNER_KEYS).unique()],
+        how="vertical_relaxed",
     ).unique()
     return (
         banners.join(per_banner, on=BANNER_KEYS, how="left")

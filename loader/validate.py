@@ -44,12 +44,12 @@ def _quote(col: str) -> pl.Expr:
     return pl.lit("'") + pl.col(col).str.slice(0, _SHOW) + pl.lit("'")
 
 
-def _typed(src: SourceFile, frame: pl.DataFrame, file_idx: int, line_offset=None) -> pl.DataFrame:
+def _typed(src: SourceFile, frame: pl.DataFrame, file_idx: int) -> pl.DataFrame:
     return frame.select(
         pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"),
         *[pl.col(c) for c in KINDS[src.kind]],
         pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
-        (pl.int_range(pl.len(), dtype=pl.UInt32) + 2).alias("line") if line_offset is None else pl.col("line"),
+        (pl.int_range(pl.len(), dtype=pl.UInt32) + 2).alias("line"),
     )
 
 
@@ -60,9 +60,8 @@ def _fast(src: SourceFile, body: bytes, file_idx: int) -> pl.DataFrame | None:
         df = pl.read_csv(body, has_header=False, schema=schema)
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
-    if df.height != lines:
-        return None  # quoting or other line structure: let the exact path number lines
+    # Row i is line i + 2: polars keeps blank lines as all-null rows (caught below),
+    # and a quoted newline cannot parse as a number.
     checks = [pl.col(c).is_null().any() for c in src.header] + [
         (~pl.col(c).is_finite() | (pl.col(c) < 0)).any() if c == REVENUE else (pl.col(c) < 0).any()
         for c in src.header
@@ -80,7 +79,8 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFram
     """
     kind, header = src.kind, src.header
     assert kind is not None and src.quarter is not None
-    if body.strip():
+    blank = not body or body.isspace()  # no copy, unlike strip()
+    if not blank:
         fast = _fast(src, body, file_idx)
         if fast is not None:
             return fast, empty_rejects()
@@ -90,7 +90,7 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFram
             src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {exc.start} after the header)"
             return pl.DataFrame(schema=typed_schema(kind)), empty_rejects()
     sep = next((s for s in _SEPARATORS if s.encode() not in body), None)
-    if not body.strip() or sep is None:
+    if blank or sep is None:
         # sep is None only for bytes full of control characters: nothing to parse.
         return pl.DataFrame(schema=typed_schema(kind)), empty_rejects()
     raw = pl.read_csv(
