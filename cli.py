@@ -180,8 +180,12 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
         ver = publish(client, _keys(), result, meta)
     except PublishError as exc:
         fail(str(exc))
+    except redis.exceptions.OutOfMemoryError:
+        fail(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached): nothing was "
+             "published and the previous data keeps serving; raise maxmemory or free memory, then load again")
     except redis.RedisError as exc:
-        fail(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {exc}")
+        reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
+        fail(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")
     if not redis_url:
         try:
             client.bgsave()  # the embedded instance keeps what was published across restarts

@@ -1,0 +1,146 @@
+"""Fuzzing: random CSV input never crashes `load`, and junk never changes what the
+valid part selects; random HTTP input never gets a 500 or a traceback."""
+
+import string
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loader.pipeline import compute
+from tests.serving import STANDARD, make_client, publish_rows
+
+HEADERS = {
+    "impressions": "banner_id,campaign_id",
+    "clicks": "click_id,banner_id,campaign_id",
+    "conversions": "conversion_id,click_id,revenue",
+}
+
+# Lines that can never be a valid row of any kind: a letter in every field, or a
+# field count no kind has.
+junk_line = st.one_of(
+    st.text(alphabet=string.ascii_letters + " ;:|", min_size=1, max_size=40),
+    st.lists(st.integers(0, 999), min_size=4, max_size=8).map(lambda xs: ",".join(map(str, xs))),
+    st.builds(lambda n, f: f"{n},{f}", st.integers(), st.text(alphabet="xyz!?", min_size=1, max_size=10_000)),
+    st.just("-1,-2,-3"),
+    st.just("1,2,NaN"),
+)
+
+
+@st.composite
+def folders(draw):
+    """{relative path: bytes} of valid rows, and the same with junk mixed in."""
+    clean, dirty = {}, {}
+    click_id = 0
+    conv_id = 0
+    for q in draw(st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True)):
+        imps = draw(st.lists(st.tuples(st.integers(100, 115), st.integers(1, 3)), max_size=30))
+        clicks = []
+        for b, c in draw(st.lists(st.tuples(st.integers(100, 115), st.integers(1, 3)), max_size=30)):
+            click_id += 1
+            clicks.append((click_id, b, c))
+        convs = []
+        if clicks:
+            for cl, rev in draw(st.lists(st.tuples(st.sampled_from(clicks), st.sampled_from([0, 0.5, 1, 2.25])),
+                                         max_size=15)):
+                conv_id += 1
+                convs.append((conv_id, cl[0], rev))
+        for kind, rows in (("impressions", imps), ("clicks", clicks), ("conversions", convs)):
+            lines = [",".join(map(str, r)) for r in rows]
+            name = f"{q}/{kind}.csv"
+            clean[name] = (HEADERS[kind] + "\n" + "\n".join(lines) + "\n").encode()
+            mixed = list(lines)
+            for junk in draw(st.lists(junk_line, max_size=5)):
+                mixed.insert(draw(st.integers(0, len(mixed))), junk)
+            dirty[name] = (HEADERS[kind] + "\n" + "\n".join(mixed) + "\n").encode()
+    # whole files that must be rejected, never read as data
+    for i, blob in enumerate(draw(st.lists(st.binary(min_size=1, max_size=300), max_size=3))):
+        dirty[f"{1 + i % 4}/zz_random_{i}.csv"] = b"\xff" + blob
+    for i, header in enumerate(draw(st.lists(st.text(alphabet="abc_,", min_size=1, max_size=30), max_size=2))):
+        dirty[f"{1 + i % 4}/zz_header_{i}.csv"] = (header + "\n1,2,3\n").encode()
+    return clean, dirty
+
+
+def write(root, files):
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(folders(), st.integers(0, 2**31))
+def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, seed):
+    clean, dirty = data
+    a, b = tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("dirty")
+    write(a, clean)
+    write(b, dirty)
+    want, got = compute(a, seed), compute(b, seed)
+    assert got.selections.equals(want.selections)
+    # every file is accounted for: read (with its rows counted) or rejected whole
+    for f in got.files:
+        assert f.rejected in (None, "invalid", "duplicate_file")
+        if f.rel.startswith(tuple(f"{q}/zz_" for q in range(1, 5))):
+            assert f.rejected is not None
+    assert set(got.rejects["reason"].to_list()) <= {"invalid", "duplicate_file"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=2000))
+def test_random_bytes_file_never_crashes(tmp_path_factory, blob):
+    root = tmp_path_factory.mktemp("bytes")
+    (root / "1").mkdir()
+    (root / "1" / "clicks.csv").write_bytes(b"click_id,banner_id,campaign_id\n" + blob)
+    (root / "1" / "other.csv").write_bytes(blob)
+    res = compute(root, seed=1)
+    assert res.rejects.schema["reason"] == pl.String
+    total = sum(f.rows for f in res.files)
+    assert total >= res.accepted_rows
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+paths = st.one_of(
+    st.text(alphabet=string.printable, max_size=60).map(lambda s: "/" + s.lstrip("/")),
+    st.builds(lambda s: "/campaigns/" + s, st.text(max_size=40)),
+    st.builds(lambda s: "/banners/" + s, st.text(max_size=40)),
+    st.sampled_from(["/", "/campaigns/7", "/campaign/7", "/banners/7.svg", "/banners/7.png", "/readyz",
+                     "/healthz", "/metrics", "/campaigns/", "/campaigns//7", "/campaigns/7/x"]),
+)
+header_value = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]), path=paths,
+       query=st.text(max_size=80), accept=header_value,
+       cookie=st.one_of(header_value, st.text(max_size=20).map(lambda s: "visitor_id=" + s)))
+def test_http_never_500(fuzz_client, method, path, query, accept, cookie):
+    try:
+        path.encode("ascii")
+    except UnicodeEncodeError:
+        path = "/" + path.encode("utf-8").hex()
+    path = path.replace("?", "%3F").replace("#", "%23")  # the query goes in query_string
+    query = query.lstrip("?")
+    res = fuzz_client.simulate_request(method, path, query_string=query,
+                                       headers={"Accept": accept, "Cookie": cookie, "User-Agent": "fuzz"})
+    assert res.status_code < 500, (method, path, res.status_code, res.text[:300])
+    assert "Traceback" not in res.text
+
+
+def test_thousands_of_cookies_and_huge_ones(fuzz_client):
+    jar = "; ".join(f"c{i}=v{i}" for i in range(3000))
+    for cookie in [jar, "visitor_id=" + "x" * 100_000, "visitor_id=\u00e9\u00e8" * 50, jar + "; visitor_id=" + "a" * 22]:
+        res = fuzz_client.simulate_get("/campaigns/7", headers={"Cookie": cookie})
+        assert res.status_code == 200
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fuzz_client():
+    import fakeredis
+
+    r = fakeredis.FakeRedis()
+    publish_rows(r, STANDARD)
+    return make_client(r)[0]
