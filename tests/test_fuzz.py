@@ -46,13 +46,19 @@ def folders(draw):
                 conv_id += 1
                 convs.append((conv_id, cl[0], rev))
         for kind, rows in (("impressions", imps), ("clicks", clicks), ("conversions", convs)):
-            lines = [",".join(map(str, r)) for r in rows]
+            # Column order turns with the quarter, so no two files have the same bytes
+            # (equal files are rejected as duplicate_file, by design).
+            cols = HEADERS[kind].split(",")
+            turn = q % len(cols)
+            order = cols[turn:] + cols[:turn]
+            lines = [",".join(str(r[cols.index(c)]) for c in order) for r in rows]
             name = f"{q}/{kind}.csv"
-            clean[name] = (HEADERS[kind] + "\n" + "\n".join(lines) + "\n").encode()
+            header = ",".join(order) + " " * q  # spaces around names are allowed
+            clean[name] = (header + "\n" + "\n".join(lines) + "\n").encode()
             mixed = list(lines)
             for junk in draw(st.lists(junk_line, max_size=5)):
                 mixed.insert(draw(st.integers(0, len(mixed))), junk)
-            dirty[name] = (HEADERS[kind] + "\n" + "\n".join(mixed) + "\n").encode()
+            dirty[name] = (header + "\n" + "\n".join(mixed) + "\n").encode()
     # whole files that must be rejected, never read as data
     for i, blob in enumerate(draw(st.lists(st.binary(min_size=1, max_size=300), max_size=3))):
         dirty[f"{1 + i % 4}/zz_random_{i}.csv"] = b"\xff" + blob
@@ -68,7 +74,7 @@ def write(root, files):
         path.write_bytes(data)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(folders(), st.integers(0, 2**31))
 def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, seed):
     clean, dirty = data
@@ -85,7 +91,7 @@ def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, 
     assert set(got.rejects["reason"].to_list()) <= {"invalid", "duplicate_file"}
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.binary(max_size=2000))
 def test_random_bytes_file_never_crashes(tmp_path_factory, blob):
     root = tmp_path_factory.mktemp("bytes")
