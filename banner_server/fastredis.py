@@ -46,7 +46,9 @@ class FastRedis:
         if db is None and parts.scheme != "unix" and parts.path.strip("/"):
             db = parts.path.strip("/")
         self.db = int(db) if db else 0
+        # The same query parameters redis-py reads from a rediss:// URL.
         self.ssl_verify = (query.get("ssl_cert_reqs", ["required"])[0] or "required") != "none"
+        self.ssl_ca_certs = query.get("ssl_ca_certs", [None])[0]
         self.sock: socket.socket | None = None
         self.reader = hiredis.Reader()
 
@@ -61,7 +63,7 @@ class FastRedis:
                 sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.scheme == "rediss":
-                    ctx = ssl.create_default_context()
+                    ctx = ssl.create_default_context(cafile=self.ssl_ca_certs)
                     if not self.ssl_verify:
                         ctx.check_hostname = False
                         ctx.verify_mode = ssl.CERT_NONE

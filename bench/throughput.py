@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="reference/server alternations")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1),
+                    help="gunicorn workers of both servers [default: two per core, as banners serve]")
     ap.add_argument("--smoke", action="store_true", help="1-second runs, small data: checks the script works")
     args = ap.parse_args(argv)
     if args.smoke:

@@ -287,3 +287,43 @@ def test_other_methods_405(client, method):
 def test_head_and_options(client):
     assert client.simulate_head("/campaigns/7").status_code == 200
     assert client.simulate_options("/campaigns/7").status_code in (200, 204)
+
+
+def test_forwarded_for_only_from_trusted_proxies():
+    import ipaddress
+
+    from banner_server.visitors import client_address
+
+    trusted = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert client_address("203.0.113.9", "1.2.3.4", trusted) == "203.0.113.9"  # not a proxy of ours
+    assert client_address("10.0.0.2", "1.2.3.4", trusted) == "1.2.3.4"
+    assert client_address("10.0.0.2", "6.6.6.6, 1.2.3.4, 10.0.0.7", trusted) == "1.2.3.4"  # right-most untrusted
+    assert client_address("10.0.0.2", "garbage", trusted) == "garbage"
+    assert client_address("10.0.0.2", "1.2.3.4", ()) == "10.0.0.2"
+
+
+def test_gunicorn_conf_falls_back_to_gthread_without_meinheld(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys, runpy; sys.modules['meinheld'] = None; sys.modules['banner_server.worker'] = None; "
+            f"c = runpy.run_path({str(root / 'gunicorn.conf.py')!r}); print(c['worker_class'], c['_fallback'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
+    assert out == ["gthread", "True"]
+    code = f"import runpy; c = runpy.run_path({str(root / 'gunicorn.conf.py')!r}); print(c['worker_class'], c['reuse_port'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
+    assert out == ["banner_server.worker.MeinheldWorker", "True"]
+
+
+def test_serve_rejects_bad_options_with_usage_errors(tmp_path):
+    from click.testing import CliRunner
+
+    import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli.main, ["serve", "--tz", "Mars/Olympus"]).exit_code == 2
+    assert runner.invoke(cli.main, ["serve", "--trusted-proxy", "nope"]).exit_code == 2
+    assert runner.invoke(cli.main, ["serve", "--quarter", "5"]).exit_code == 2
+    assert runner.invoke(cli.main, ["serve", "--images", str(tmp_path / "missing")]).exit_code == 2

@@ -1,0 +1,47 @@
+"""Redis memory per visitor: N visitors each served once through the real pick script.
+
+    python bench/visitor_memory.py [-n 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+import redis
+from harness import Workspace
+
+from banner_server.keys import Keys
+from banner_server.store import PICK_LUA
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=100_000)
+    args = ap.parse_args(argv)
+    keys = Keys()
+    with Workspace() as ws:
+        ws.start_redis()
+        ws.load(ws.data_dir(0.02))
+        r = redis.Redis.from_url(ws.redis_url)
+        script = r.register_script(PICK_LUA)
+        before = r.info("memory")["used_memory"]
+        pipe = r.pipeline(transaction=False)
+        for i in range(args.n):
+            visitor = "c:" + secrets.token_urlsafe(16)
+            script(keys=[keys.current, keys.visitor(visitor)], args=[keys.prefix + "v:", 1, 1 + i % 50, 86400],
+                   client=pipe)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        after = r.info("memory")["used_memory"]
+        per = (after - before) / args.n
+        sample = next(r.scan_iter(match=keys.prefix + "vis:*"))
+        print(f"{args.n} visitors: {after - before:,} bytes, {per:.0f} bytes per visitor "
+              f"(MEMORY USAGE of one key: {r.memory_usage(sample)} bytes; TTL {r.ttl(sample)} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
