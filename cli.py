@@ -97,11 +97,13 @@ def main():
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generator.")
 @click.option("--scale", type=click.FloatRange(min=0.0001), default=1.0, show_default=True,
               help="Multiplies the row counts (1.0: like the real set, ~800k rows).")
-def sample_data(out_dir: Path, seed: int, scale: float):
+@_redis_options
+def sample_data(out_dir: Path, seed: int, scale: float, redis_url, state_dir):
     """Write a realistic data set into OUT_DIR/{1,2,3,4}/.
 
     Campaigns 1-50, banners 100-500, the real set's row counts times --scale, with
-    campaigns in every scenario, ties and a few duplicate rows.
+    campaigns in every scenario, ties and a few duplicate rows.  (It takes
+    --redis-url like every command, and does not use Redis.)
 
     \b
     Example:
