@@ -154,8 +154,6 @@ class SelectionStore:
                 keys.append(self.keys.prefix + "vis:" + carry_to)
             try:
                 ver, banner = self._pick(keys=keys, args=[self._version_prefix, quarter, campaign, self.ttl])
-                if ver.decode() != self.version and ver:
-                    self.refresh(ver.decode())
                 self.down_since = None
             except REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -164,12 +162,23 @@ class SelectionStore:
                     # Redis answers but holds nothing (restarted empty, flushed): keep
                     # serving what this worker last saw until a load publishes again.
                     return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_empty")
+                version = ver.decode()
+                if version != self.version:
+                    self._follow(version)
                 if not banner:
                     raise NotFound
                 banner_id = int(banner)
                 self._remember(visitor, carry_to, banner_id)
-                return Pick(banner_id, self.version or ver.decode())
+                # The version the script drew from, even if the snapshot lags behind it.
+                return Pick(banner_id, version)
         return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_unreachable")
+
+    def _follow(self, version: str) -> None:
+        """A new load is current: take its snapshot (once per version and worker)."""
+        try:
+            self.refresh(version)
+        except REDIS_ERRORS as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"  # the next request tries again
 
     def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
         local = self._local_last
