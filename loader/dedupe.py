@@ -26,8 +26,10 @@ def _first_wins(rows: pl.DataFrame, id_col: str, content: list[str]) -> tuple[pl
     keyed = rows.with_columns((quarter_key(id_col) if small else pl.struct("quarter", id_col)).alias("_k"))
     if keyed["_k"].n_unique() == rows.height:
         return rows, pl.DataFrame(schema=REJECT_SCHEMA)  # the usual case: no repeated id
-    # Repeated ids are rare: find them first, then order only their rows.
-    repeated = keyed.group_by("_k").len().filter(pl.col("len") > 1)["_k"]
+    # Repeated ids are rare: find them first (a sort is several times cheaper than a
+    # group-by here), then order only their rows.
+    ordered = keyed["_k"].sort()
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
     suspects = keyed.with_row_index("_i").filter(pl.col("_k").is_in(repeated.implode()))
     suspects = suspects.with_columns(_first=pl.col("_k").is_first_distinct())
     later = suspects.filter(~pl.col("_first"))

@@ -67,14 +67,21 @@ def kind_of(header: tuple[str, ...]) -> str | None:
     return _BY_COLUMNS.get(frozenset(header))
 
 
-def classify(src: SourceFile, data: bytes, seen: dict[str, str]) -> bytes | None:
-    """Hashes and checks one file's bytes as a whole.
+def read_and_hash(src: SourceFile) -> tuple[bytes, str]:
+    """The file's bytes and their sha256 (hashlib releases the GIL: this can run in a
+    thread while polars parses the previous file)."""
+    data = src.path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def classify(src: SourceFile, data: bytes, seen: dict[str, str], sha256: str | None = None) -> bytes | None:
+    """Checks one file's bytes as a whole.
 
     Returns the body to parse (BOM and header line removed, still bytes), or None
     when the whole file is rejected; `seen` maps sha256 -> first path with it.
     """
     src.size = len(data)
-    src.sha256 = hashlib.sha256(data).hexdigest()
+    src.sha256 = sha256 or hashlib.sha256(data).hexdigest()
     src.quarter = quarter_of(src.rel)
     if src.sha256 in seen:
         src.rejected, src.duplicate_of = "duplicate_file", seen[src.sha256]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -9,7 +10,7 @@ from typing import Callable
 import polars as pl
 
 from .dedupe import accept_rows
-from .files import KINDS, SourceFile, classify, find_csv_files
+from .files import KINDS, SourceFile, classify, find_csv_files, read_and_hash
 from .rules import select_banners
 from .validate import REJECT_SCHEMA, parse_rows, typed_schema
 
@@ -42,29 +43,29 @@ def read_folder(
     seen: dict[str, str] = {}
     parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
     invalid: list[pl.DataFrame] = []
-    for idx, src in enumerate(files):
-        try:
-            data = src.path.read_bytes()
-        except OSError as exc:
-            src.rejected, src.detail = "invalid", f"cannot read: {exc.strerror}"
-            continue
-        body = classify(src, data, seen)
-        del data
-        if body is not None:
-            valid, bad = parse_rows(src, body, idx)
-            if src.kind == "impressions":
-                # No ids, so no row-level dedupe: where each row came from is not needed.
-                valid = valid.drop("file_idx", "line")
-            parts[src.kind].append(valid)
-            invalid.append(bad)
-        if progress:
-            progress(src.size)
-    frames = {}
-    for kind, dfs in parts.items():
-        empty = pl.DataFrame(schema=typed_schema(kind))
-        if kind == "impressions":
-            empty = empty.drop("file_idx", "line")
-        frames[kind] = pl.concat(dfs, rechunk=False) if dfs else empty
+    # One file read ahead: its read and hash overlap the parse of the current one,
+    # and at most two files' bytes are held at a time, however many files there are.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(read_and_hash, files[0]) if files else None
+        for idx, src in enumerate(files):
+            current, ahead = ahead, (pool.submit(read_and_hash, files[idx + 1]) if idx + 1 < len(files) else None)
+            try:
+                data, sha256 = current.result()
+            except OSError as exc:
+                src.rejected, src.detail = "invalid", f"cannot read: {exc.strerror}"
+                continue
+            body = classify(src, data, seen, sha256)
+            del data
+            if body is not None:
+                valid, bad = parse_rows(src, body, idx)
+                parts[src.kind].append(valid)
+                invalid.append(bad)
+            if progress:
+                progress(src.size)
+    frames = {
+        kind: pl.concat(dfs, rechunk=False) if dfs else pl.DataFrame(schema=typed_schema(kind))
+        for kind, dfs in parts.items()
+    }
     bad_rows = pl.concat(invalid) if invalid else pl.DataFrame(schema=REJECT_SCHEMA)
     return files, frames, bad_rows
 

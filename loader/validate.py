@@ -33,7 +33,8 @@ REJECT_SCHEMA = {
 
 def typed_schema(kind: str) -> dict[str, pl.DataType]:
     cols = {c: (pl.Float64 if c == REVENUE else pl.Int64) for c in KINDS[kind]}
-    return {"quarter": pl.Int64, **cols, "file_idx": pl.UInt32, "line": pl.UInt32}
+    where = {} if kind == "impressions" else {"file_idx": pl.UInt32, "line": pl.UInt32}
+    return {"quarter": pl.Int64, **cols, **where}
 
 
 def empty_rejects() -> pl.DataFrame:
@@ -45,12 +46,12 @@ def _quote(col: str) -> pl.Expr:
 
 
 def _typed(src: SourceFile, frame: pl.DataFrame, file_idx: int) -> pl.DataFrame:
-    return frame.select(
-        pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"),
-        *[pl.col(c) for c in KINDS[src.kind]],
-        pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
-        (pl.int_range(pl.len(), dtype=pl.UInt32) + 2).alias("line"),
-    )
+    cols = [pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"), *[pl.col(c) for c in KINDS[src.kind]]]
+    if src.kind != "impressions":
+        # Impressions carry no id, so no row-level dedupe needs to know where they came from.
+        cols += [pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
+                 (pl.int_range(pl.len(), dtype=pl.UInt32) + 2).alias("line")]
+    return frame.select(cols)
 
 
 def _fast(src: SourceFile, body: bytes, file_idx: int) -> pl.DataFrame | None:
@@ -149,7 +150,7 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFram
         *[pl.col(f"_{c}").alias(c) for c in KINDS[kind]],
         pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
         pl.col("line").cast(pl.UInt32),
-    )
+    ).select(list(typed_schema(kind)))
     invalid = bad.select(
         pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
         pl.col("line").cast(pl.UInt32),
