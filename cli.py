@@ -164,7 +164,6 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
     if strict and result.invalid:
         fail(f"--strict: {result.invalid} invalid input(s), nothing published; see {reject_log}")
 
-    from banner_server.embedded_redis import EmbeddedRedis
     from loader.publish import PublishError, publish
     import redis
 
@@ -322,12 +321,12 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz")
+            raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
     for net in trusted_proxy:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
-            raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy")
+            raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy") from None
     conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
     if not conf.is_file():
         fail(f"gunicorn.conf.py not found next to cli.py ({conf}); install the project with `make install`")

@@ -135,12 +135,13 @@ class CampaignResource:
         except NotFound:
             raise falcon.HTTPNotFound(
                 title="Unknown campaign",
-                description=f"Campaign {campaign} has no banners in quarter {quarter} of the hour.")
-        except NoData as exc:
+                description=f"Campaign {campaign} has no banners in quarter {quarter} of the hour.") from None
+        except NoData:
+            # Why (Redis down, nothing loaded) is for operators: /readyz says it.
             self.metrics.degraded_answer("no_data")
             raise falcon.HTTPServiceUnavailable(
-                title="No data yet", description=f"No banner selection is available: {exc}",
-                retry_after=RETRY_AFTER)
+                title="No data yet", description="No banner selection is available yet; try again shortly.",
+                retry_after=RETRY_AFTER) from None
         if pick.degraded:
             self.metrics.degraded_answer(pick.degraded)
         self.metrics.banner_served(campaign)

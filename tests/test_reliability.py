@@ -4,10 +4,8 @@ password, visitor key expiry; and the real HTTP server under slow and oversized 
 import json
 import os
 import socket
-import time
 
 import pytest
-import redis
 from click.testing import CliRunner
 
 import cli

@@ -7,7 +7,7 @@ import pytest
 
 from banner_server.clock import quarter_of, quarter_source, system_clock
 from banner_server.metrics import Metrics
-from tests.serving import KEYS, STANDARD, Clock, make_client, publish_rows
+from tests.serving import STANDARD, Clock, make_client, publish_rows
 
 JSON = {"Accept": "application/json"}
 
