@@ -206,7 +206,7 @@ def _write_rejects(rejects, path: Path) -> None:
 def _print_summary(result, reject_log: Path) -> None:
     from loader.pipeline import REASONS
 
-    cols = ["quarter", "kind", "files", "rows", "accepted", *REASONS]
+    cols = ["quarter", "kind", "files", "files_rejected", "rows", "accepted", *REASONS]
     rows = [[("-" if v is None else str(v)) for v in r] for r in result.summary.select(cols).iter_rows()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     click.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths)))

@@ -74,20 +74,23 @@ def read_and_hash(src: SourceFile) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def classify(src: SourceFile, data: bytes, seen: dict[str, str], sha256: str | None = None) -> bytes | None:
+def classify(src: SourceFile, data: bytes, seen: dict[str, SourceFile], sha256: str | None = None
+             ) -> bytes | None:
     """Checks one file's bytes as a whole.
 
     Returns the body to parse (BOM and header line removed, still bytes), or None
-    when the whole file is rejected; `seen` maps sha256 -> first path with it.
+    when the whole file is rejected; `seen` maps sha256 -> the first file with it.
     """
     src.size = len(data)
     src.sha256 = sha256 or hashlib.sha256(data).hexdigest()
     src.quarter = quarter_of(src.rel)
-    if src.sha256 in seen:
-        src.rejected, src.duplicate_of = "duplicate_file", seen[src.sha256]
-        src.detail = f"same bytes as {seen[src.sha256]}"
+    first_copy = seen.get(src.sha256)
+    if first_copy is not None:
+        src.rejected, src.duplicate_of = "duplicate_file", first_copy.rel
+        src.kind, src.header = first_copy.kind, first_copy.header  # same bytes, same header
+        src.detail = f"same bytes as {first_copy.rel}"
         return None
-    seen[src.sha256] = src.rel
+    seen[src.sha256] = src
     if data.startswith(BOM):
         data = data[len(BOM):]
     if b"\x00" in data:

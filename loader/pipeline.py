@@ -40,7 +40,7 @@ def read_folder(
 ) -> tuple[list[SourceFile], dict[str, pl.DataFrame], pl.DataFrame]:
     """Reads and validates every file; returns (files, valid rows by kind, invalid rows)."""
     files = find_csv_files(data_dir)
-    seen: dict[str, str] = {}
+    seen: dict[str, SourceFile] = {}
     parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
     invalid: list[pl.DataFrame] = []
     # One file read ahead: its read and hash overlap the parse of the current one,

@@ -72,7 +72,7 @@ def test_exit_3_on_invalid_input_and_reject_log_lines(runner, redis_proc, real_r
          "detail": "click_id 3 already accepted with other values", "duplicate_of": "1/clicks_1.csv:4"},
         {"file": "1/more.csv", "line": 4, "kind": "clicks", "reason": "invalid",
          "detail": "click_id is not a non-negative integer: 'x'", "duplicate_of": None},
-        {"file": "2/clicks_2.csv", "line": None, "kind": None, "reason": "duplicate_file",
+        {"file": "2/clicks_2.csv", "line": None, "kind": "clicks", "reason": "duplicate_file",
          "detail": "same bytes as 1/clicks_1.csv", "duplicate_of": "1/clicks_1.csv"},
     ]
     assert "4 rejection(s) logged" in res.output
