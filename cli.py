@@ -353,13 +353,24 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
 
 @main.group()
 def redis():
-    """Manage the embedded Redis (only used without --redis-url)."""
+    """Manage the embedded Redis (only used without --redis-url).
+
+    \b
+    Example:
+      banners redis start          # prints unix:///.../var/redis.sock
+      BANNERS_STATE_DIR=/srv/banners banners redis stop
+    """
 
 
 @redis.command("start")
 @click.option("--state-dir", envvar="BANNERS_STATE_DIR", default="var", type=click.Path(file_okay=False, path_type=Path))
 def redis_start(state_dir):
-    """Start the embedded Redis (or find it running) and print its URL."""
+    """Start the embedded Redis (or find it running) and print its URL.
+
+    \b
+    Example:
+      redis-cli -s "$(banners redis start | sed 's|unix://||')" ping
+    """
     from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
     try:
@@ -371,7 +382,12 @@ def redis_start(state_dir):
 @redis.command("stop")
 @click.option("--state-dir", envvar="BANNERS_STATE_DIR", default="var", type=click.Path(file_okay=False, path_type=Path))
 def redis_stop(state_dir):
-    """Save and stop the embedded Redis of STATE_DIR."""
+    """Save and stop the embedded Redis of STATE_DIR (its data stays for the next start).
+
+    \b
+    Example:
+      banners redis stop           # or: make stop
+    """
     from banner_server.embedded_redis import EmbeddedRedis
 
     stopped = EmbeddedRedis(state_dir).stop()

@@ -113,8 +113,9 @@ def test_usage_errors_exit_2(runner, tmp_path):
 
 
 def test_every_command_has_help_with_an_example(runner):
-    for cmd in ["sample-data", "load", "show", "status"]:
-        res = runner.invoke(cli.main, [cmd, "--help"])
+    for cmd in [["sample-data"], ["load"], ["show"], ["status"], ["serve"], ["redis"], ["redis", "start"],
+                ["redis", "stop"]]:
+        res = runner.invoke(cli.main, [*cmd, "--help"])
         assert res.exit_code == 0 and "Example" in res.output, cmd
 
 
