@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -25,7 +25,6 @@ class Settings:
     redis_timeout: float = 0.05  # seconds; the hot path never waits longer on Redis
     redis_retry: float = 1.0  # seconds to answer from the snapshot before trying again
     metrics_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":

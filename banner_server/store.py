@@ -149,9 +149,9 @@ class SelectionStore:
     # -- the hot path ----------------------------------------------------------
     def pick(self, quarter: int, campaign: int, visitor: str, carry_to: str | None = None) -> Pick:
         if self._may_try():
-            keys = [self.keys.current, self.keys.prefix + "vis:" + visitor]
+            keys = [self.keys.current, self.keys.visitor(visitor)]
             if carry_to:
-                keys.append(self.keys.prefix + "vis:" + carry_to)
+                keys.append(self.keys.visitor(carry_to))
             try:
                 ver, banner = self._pick(keys=keys, args=[self._version_prefix, quarter, campaign, self.ttl])
                 self.down_since = None

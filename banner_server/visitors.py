@@ -9,7 +9,6 @@ import secrets
 
 COOKIE = "visitor_id"
 COOKIE_MAX_AGE = 365 * 24 * 3600
-_VALID = re.compile(r"[A-Za-z0-9_-]{22}").fullmatch
 
 
 def new_visitor_id() -> str:
@@ -26,12 +25,6 @@ def cookie_from_header(header: str | None) -> str | None:
         return None
     m = _IN_HEADER(header)
     return m.group(1) if m else None
-
-
-def valid_cookie(value: str | None) -> str | None:
-    """The cookie when it is one we could have issued; anything else is ignored, so a
-    client cannot make us store arbitrary keys."""
-    return value if value and _VALID(value) else None
 
 
 def anonymous_id(address: str, user_agent: str) -> str:
