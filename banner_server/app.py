@@ -146,7 +146,7 @@ class CampaignResource:
             self.metrics.degraded_answer(pick.degraded)
         self.metrics.banner_served(campaign)
         banner = pick.banner_id
-        ext = "png" if self.images.folder and self.images.has(banner) else "svg"
+        ext = "png" if self.images.has(banner) else "svg"
         image_url = f"/banners/{banner}.{ext}"
         resp.set_headers(self.NO_STORE)
         resp.set_header("X-Banners-Version", pick.version)
@@ -161,8 +161,8 @@ class CampaignResource:
             resp.text = page(
                 f"Campaign {campaign}",
                 f'<img src="{image_url}" width="300" height="250" '
-                f'alt="Banner {pick.banner_id} of campaign {campaign}">'
-                f'<p class="meta">Campaign {campaign} · quarter {quarter} · banner {pick.banner_id}</p>'
+                f'alt="Banner {banner} of campaign {campaign}">'
+                f'<p class="meta">Campaign {campaign} · quarter {quarter} · banner {banner}</p>'
                 f'<p><a href="/">All campaigns</a></p>',
             )
 

@@ -8,6 +8,7 @@ never read across two versions.
     {p}current                      string: the version being served
     {p}version_seq                  counter: the last version id handed out
     {p}versions                     set: every version that may still have keys
+    {p}load_lock                    string: held by the load that is publishing (TTL)
     {p}v:{ver}:meta                 hash: seed, loaded_at, data_dir, quarters, ...
     {p}v:{ver}:files                hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}v:{ver}:selections           string: JSON of `banners show --json`
@@ -26,6 +27,7 @@ class Keys:
         self.current = prefix + "current"
         self.version_seq = prefix + "version_seq"
         self.versions = prefix + "versions"
+        self.load_lock = prefix + "load_lock"
 
     def version(self, ver: str) -> str:
         return f"{self.prefix}v:{ver}:"

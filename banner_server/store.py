@@ -3,14 +3,13 @@ with the worker's last snapshot as the answer when Redis is away."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
 
 import redis
 
-from .catalog import snapshot
+from .catalog import current_version, read_selections, snapshot
 from .fastredis import FastRedis, FastRedisError
 from .keys import Keys
 
@@ -118,18 +117,17 @@ class SelectionStore:
     def refresh(self, version: str | None = None) -> None:
         """Loads `version` (default: current) into the worker's snapshot."""
         if version is None:
-            raw_ver = self.r.get(self.keys.current)
-            version = raw_ver.decode() if raw_ver is not None else None
+            version = current_version(self.r, self.keys)
             if version is None:
                 # Keep the snapshot (degraded answers need it); only forget the version.
                 self.version = None
                 return
         if version == self.version and self.selections is not None:
             return
-        raw = self.r.get(self.keys.selections(version))
-        if raw is None:
+        found, records = read_selections(self.r, self.keys, version)
+        if found is None:
             return  # superseded between the pick and this read; the next pick tells
-        self.selections = snapshot(json.loads(raw))
+        self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
         self.version = version
 

@@ -7,6 +7,7 @@ import uuid
 
 import redis
 
+from banner_server.catalog import current_version
 from banner_server.keys import Keys
 
 from .pipeline import LoadResult
@@ -40,7 +41,7 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict) -> str:
     leftovers are removed by the next successful load.
     """
     token = uuid.uuid4().hex
-    lock = keys.prefix + "load_lock"
+    lock = keys.load_lock
     if not r.set(lock, token, nx=True, px=LOCK_TTL_MS):
         raise PublishError("another load is publishing right now; try again when it ends")
     try:
@@ -55,11 +56,12 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict) -> str:
             except redis.RedisError:
                 pass  # the next load removes what is left
             raise
-        current = r.get(keys.current)
+        # A concurrent load may have switched after us (its lock expired): never
+        # delete whatever is current now.
+        current = current_version(r, keys)
         for old in r.smembers(keys.versions):
-            old = old.decode() if isinstance(old, bytes) else old
-            if old != ver and old != (current.decode() if isinstance(current, bytes) else current):
-                _delete_version(r, keys, old)
+            if old.decode() not in (ver, current):
+                _delete_version(r, keys, old.decode())
         return ver
     finally:
         # Release only our own lock (a slow load may have lost it to its TTL).

@@ -82,7 +82,7 @@ def test_killed_half_way_leftovers_are_removed_by_next_load(any_redis, result):
 
 
 def test_concurrent_load_is_refused(any_redis, result):
-    any_redis.set(KEYS.prefix + "load_lock", "someone-else")
+    any_redis.set(KEYS.load_lock, "someone-else")
     with pytest.raises(PublishError, match="another load"):
         publish(any_redis, KEYS, result, {})
 
