@@ -9,6 +9,7 @@ unix:// URLs, with username/password and a database number.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -20,15 +21,14 @@ class FastRedisError(Exception):
     """Redis could not answer (connection, timeout, protocol); the caller degrades."""
 
 
-def _pack(*parts: bytes) -> bytes:
+def _pack(*parts) -> bytes:
+    """One command in RESP; str and int parts are sent as their decimal/UTF-8 text."""
     out = [b"*%d\r\n" % len(parts)]
     for p in parts:
+        if not isinstance(p, bytes):
+            p = str(p).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(p), p))
     return b"".join(out)
-
-
-def _b(value) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
 
 
 class FastRedis:
@@ -75,10 +75,10 @@ class FastRedis:
         self.reader = hiredis.Reader()
         try:
             if self.password:
-                auth = [b"AUTH", _b(self.username), _b(self.password)] if self.username else [b"AUTH", _b(self.password)]
-                self._roundtrip(_pack(*auth))
+                user = [self.username] if self.username else []
+                self._roundtrip(_pack(b"AUTH", *user, self.password))
             if self.db:
-                self._roundtrip(_pack(b"SELECT", _b(self.db)))
+                self._roundtrip(_pack(b"SELECT", self.db))
         except hiredis.ReplyError as exc:
             self.close()  # never keep a connection that is not authenticated
             raise FastRedisError(str(exc)) from None
@@ -123,27 +123,18 @@ class FastRedis:
 
 class FastScript:
     def __init__(self, conn: FastRedis, source: str):
-        import hashlib
-
         self.conn = conn
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
 
     def __call__(self, keys: list, args: list):
-        parts = [*keys, *args]
-        packed = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%d\r\n" % (
-            3 + len(parts), self.sha, len(str(len(keys))), len(keys))
-        for p in parts:
-            p = p if isinstance(p, bytes) else str(p).encode()
-            packed += b"$%d\r\n%s\r\n" % (len(p), p)
         try:
-            return self.conn._roundtrip(packed)
+            return self.conn._roundtrip(_pack(b"EVALSHA", self.sha, len(keys), *keys, *args))
         except hiredis.ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise FastRedisError(str(exc)) from None
         # First call on this server (or it restarted): EVAL loads the script too.
-        head = [b"EVAL", self.source, _b(len(keys)), *map(_b, keys), *map(_b, args)]
         try:
-            return self.conn._roundtrip(_pack(*head))
+            return self.conn._roundtrip(_pack(b"EVAL", self.source, len(keys), *keys, *args))
         except hiredis.ReplyError as exc:
             raise FastRedisError(str(exc)) from None
