@@ -93,6 +93,23 @@ def any_redis(request):
         yield request.getfixturevalue("real_redis")
 
 
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory):
+    """make(seed, scale) -> a folder of `banners sample-data`, written once per session."""
+    from loader.sample_data import write_sample
+
+    made = {}
+
+    def make(seed: int, scale: float) -> Path:
+        if (seed, scale) not in made:
+            root = tmp_path_factory.mktemp(f"sample-{seed}-{scale}")
+            write_sample(root, seed=seed, scale=scale)
+            made[seed, scale] = root
+        return made[seed, scale]
+
+    return make
+
+
 @pytest.fixture
 def datachef():
     csv = SHARED / "csv"

@@ -8,16 +8,13 @@ from banner_server.catalog import current_version, read_selections, read_status
 from banner_server.keys import Keys
 from loader.pipeline import compute
 from loader.publish import PublishError, publish
-from loader.sample_data import write_sample
 
 KEYS = Keys()
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sample")
-    write_sample(root, seed=3, scale=0.02)
-    return root
+def sample(sample_dir):
+    return sample_dir(3, 0.02)
 
 
 @pytest.fixture(scope="module")

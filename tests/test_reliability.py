@@ -12,24 +12,19 @@ import cli
 import loader.publish as publish_mod
 from banner_server.catalog import current_version, read_selections
 from banner_server.embedded_redis import free_port
-from loader.sample_data import write_sample
 from tests.conftest import RedisProcess
 from tests.serving import KEYS, STANDARD, make_client, publish_rows
 from tests.test_e2e import Server
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("small")
-    write_sample(root, seed=5, scale=0.01)
-    return root
+def small_data(sample_dir):
+    return sample_dir(5, 0.01)
 
 
 @pytest.fixture(scope="module")
-def other_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("other")
-    write_sample(root, seed=6, scale=0.01)
-    return root
+def other_data(sample_dir):
+    return sample_dir(6, 0.01)
 
 
 def load(url, data, *extra):

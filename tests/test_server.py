@@ -99,12 +99,19 @@ def test_unknown_path_404(client):
     assert client.simulate_get("/nope").headers["content-type"].startswith("text/html")
 
 
+def draws(client, paths, headers=None, **kw):
+    """The banner ids answered to GETs of `paths`, in order."""
+    return [client.simulate_get(p, headers={**JSON, **(headers or {})}, **kw).json["banner_id"] for p in paths]
+
+
+def cookie_of_first(client, path="/campaigns/7"):
+    first = client.simulate_get(path, headers=JSON)
+    return first.json["banner_id"], {"Cookie": f"visitor_id={visitor_cookie(first)}"}
+
+
 def test_no_repeat_for_a_cookie_visitor_and_every_member_appears(client):
-    first = client.simulate_get("/campaigns/7", headers=JSON)
-    cookie = {"Cookie": f"visitor_id={visitor_cookie(first)}", **JSON}
-    seen = [first.json["banner_id"]]
-    for _ in range(300):
-        seen.append(client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"])
+    first, cookie = cookie_of_first(client)
+    seen = [first] + draws(client, ["/campaigns/7"] * 300, cookie)
     assert all(a != b for a, b in zip(seen, seen[1:]))
     counts = Counter(seen)
     assert set(counts) == {101, 200, 300, 400, 500}
@@ -112,18 +119,16 @@ def test_no_repeat_for_a_cookie_visitor_and_every_member_appears(client):
 
 
 def test_no_repeat_for_a_cookieless_visitor(client):
-    seen = [client.simulate_get("/campaigns/7", headers={**JSON, "User-Agent": "ua-1"},
-                                remote_addr="10.0.0.1").json["banner_id"] for _ in range(100)]
+    seen = draws(client, ["/campaigns/7"] * 100, {"User-Agent": "ua-1"}, remote_addr="10.0.0.1")
     assert all(a != b for a, b in zip(seen, seen[1:]))
 
 
 def test_cookieless_visitors_are_told_apart_by_address_and_agent(loaded):
-    client, _ = make_client(loaded)
     # two-banner campaign in q2: a second visitor is not constrained by the first
     client, _ = make_client(loaded, clock=Clock(minute=20))
-    a = [client.simulate_get("/campaigns/9", headers={**JSON, "User-Agent": "a"}, remote_addr="10.0.0.1").json["banner_id"] for _ in range(20)]
+    a = draws(client, ["/campaigns/9"] * 20, {"User-Agent": "a"}, remote_addr="10.0.0.1")
     assert all(x != y for x, y in zip(a, a[1:]))
-    b = {client.simulate_get("/campaigns/9", headers={**JSON, "User-Agent": "b"}, remote_addr="10.0.0.1").json["banner_id"] for _ in range(20)}
+    b = set(draws(client, ["/campaigns/9"] * 20, {"User-Agent": "b"}, remote_addr="10.0.0.1"))
     assert b == {900, 901}
 
 
@@ -139,11 +144,8 @@ def test_first_cookie_carries_the_history_on(client):
 
 
 def test_no_repeat_across_campaigns_for_the_same_visitor(client):
-    first = client.simulate_get("/campaigns/7", headers=JSON)
-    cookie = {"Cookie": f"visitor_id={visitor_cookie(first)}", **JSON}
-    seen = [first.json["banner_id"]]
-    for i in range(100):
-        seen.append(client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"])
+    first, cookie = cookie_of_first(client)
+    seen = [first] + draws(client, ["/campaigns/7"] * 100, cookie)
     assert all(a != b for a, b in zip(seen, seen[1:]))
 
 
