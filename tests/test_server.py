@@ -143,10 +143,14 @@ def test_first_cookie_carries_the_history_on(client):
         assert "visitor_id" not in second.cookies  # no new cookie once one is sent
 
 
-def test_no_repeat_across_campaigns_for_the_same_visitor(client):
-    first, cookie = cookie_of_first(client)
-    seen = [first] + draws(client, ["/campaigns/7"] * 100, cookie)
+def test_no_repeat_across_campaigns_for_the_same_visitor(any_redis):
+    # two campaigns sharing their banners: "twice in a row" spans campaigns
+    publish_rows(any_redis, STANDARD + [(1, 11, [1, 2, 3]), (1, 12, [1, 2, 3])])
+    client, _ = make_client(any_redis)
+    first, cookie = cookie_of_first(client, "/campaigns/11")
+    seen = [first] + draws(client, ["/campaigns/12", "/campaigns/11"] * 60, cookie)
     assert all(a != b for a, b in zip(seen, seen[1:]))
+    assert set(seen) == {1, 2, 3}
 
 
 def test_single_banner_selection_repeats(client):
