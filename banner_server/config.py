@@ -23,6 +23,9 @@ class Settings:
     cookie_secure: bool = False
     trusted_proxies: tuple = ()  # networks whose X-Forwarded-For is believed
     redis_timeout: float = 0.05  # seconds; the hot path never waits longer on Redis
+    # Connecting is once per worker but takes several round trips (TCP, TLS, AUTH); a
+    # refused connection fails at once, only a silent host costs this, once per retry.
+    redis_connect_timeout: float = 0.25
     redis_retry: float = 1.0  # seconds to answer from the snapshot before trying again
     metrics_dir: Path | None = None
 
@@ -47,6 +50,7 @@ class Settings:
             cookie_secure=_bool(env.get("BANNERS_COOKIE_SECURE")),
             trusted_proxies=proxies,
             redis_timeout=float(opt("BANNERS_REDIS_TIMEOUT") or cls.redis_timeout),
+            redis_connect_timeout=float(opt("BANNERS_REDIS_CONNECT_TIMEOUT") or cls.redis_connect_timeout),
             redis_retry=float(opt("BANNERS_REDIS_RETRY") or cls.redis_retry),
             metrics_dir=Path(env["BANNERS_METRICS_DIR"]) if opt("BANNERS_METRICS_DIR") else None,
         )

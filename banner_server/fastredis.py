@@ -32,11 +32,14 @@ def _pack(*parts) -> bytes:
 
 
 class FastRedis:
-    def __init__(self, url: str, timeout: float = 0.05):
+    def __init__(self, url: str, timeout: float = 0.05, connect_timeout: float | None = None):
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self.scheme = parts.scheme
         self.timeout = timeout
+        # Connecting (TCP, a TLS handshake, AUTH) takes several round trips and happens
+        # once per worker, so it gets its own, longer budget than one command.
+        self.connect_timeout = max(timeout, connect_timeout if connect_timeout is not None else timeout)
         self.path = unquote(parts.path) if parts.scheme == "unix" else None
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -57,10 +60,10 @@ class FastRedis:
         try:
             if self.scheme == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
+                sock.settimeout(self.connect_timeout)
                 sock.connect(self.path)
             else:
-                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.scheme == "rediss":
                     ctx = ssl.create_default_context(cafile=self.ssl_ca_certs)
@@ -68,7 +71,6 @@ class FastRedis:
                         ctx.check_hostname = False
                         ctx.verify_mode = ssl.CERT_NONE
                     sock = ctx.wrap_socket(sock, server_hostname=self.host)
-            sock.settimeout(self.timeout)
         except OSError as exc:
             raise FastRedisError(f"cannot connect: {exc}") from None
         self.sock = sock
@@ -82,6 +84,7 @@ class FastRedis:
         except hiredis.ReplyError as exc:
             self.close()  # never keep a connection that is not authenticated
             raise FastRedisError(str(exc)) from None
+        sock.settimeout(self.timeout)
         return sock
 
     def close(self) -> None:

@@ -59,11 +59,11 @@ class Pick:
     degraded: str | None = None  # why Redis was not used: "redis_unreachable" | "redis_empty"
 
 
-def make_client(url: str, timeout: float) -> redis.Redis:
+def make_client(url: str, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=max(timeout, connect_timeout if connect_timeout is not None else timeout),
         health_check_interval=0,
         retry_on_timeout=False,
     )

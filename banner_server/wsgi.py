@@ -17,11 +17,11 @@ from .store import SelectionStore, make_client
 def build(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     store = SelectionStore(
-        make_client(settings.redis_url, settings.redis_timeout),
+        make_client(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
         Keys(settings.key_prefix),
         visitor_ttl=settings.visitor_ttl,
         retry_after=settings.redis_retry,
-        fast=FastRedis(settings.redis_url, settings.redis_timeout),
+        fast=FastRedis(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
     )
     return create_app(
         store,

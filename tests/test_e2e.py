@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    def __init__(self, redis_url, tmp, *args):
+    def __init__(self, redis_url, tmp, *args, env=None):
         self.port = free_port()
-        env = {**os.environ, "BANNERS_STATE_DIR": str(tmp)}
+        env = {**os.environ, "BANNERS_STATE_DIR": str(tmp), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
              "--redis-url", redis_url, *args],

@@ -333,3 +333,12 @@ def test_serve_rejects_bad_options_with_usage_errors(tmp_path):
     assert runner.invoke(cli.main, ["serve", "--trusted-proxy", "nope"]).exit_code == 2
     assert runner.invoke(cli.main, ["serve", "--quarter", "5"]).exit_code == 2
     assert runner.invoke(cli.main, ["serve", "--images", str(tmp_path / "missing")]).exit_code == 2
+
+
+def test_settings_read_the_redis_budgets_from_the_environment():
+    from banner_server.config import Settings
+
+    s = Settings.from_env({"BANNERS_REDIS_TIMEOUT": "0.1", "BANNERS_REDIS_CONNECT_TIMEOUT": "2", "BANNERS_REDIS_RETRY": "3"})
+    assert (s.redis_timeout, s.redis_connect_timeout, s.redis_retry) == (0.1, 2.0, 3.0)
+    d = Settings.from_env({})
+    assert d.redis_connect_timeout > d.redis_timeout  # connecting gets more than one command

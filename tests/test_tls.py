@@ -7,6 +7,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 import trustme
@@ -21,8 +22,9 @@ from tests.test_e2e import Server
 class TLSFront:
     """Accepts TLS on 127.0.0.1:<port> and relays bytes to a unix socket."""
 
-    def __init__(self, target: str, ca: trustme.CA):
+    def __init__(self, target: str, ca: trustme.CA, handshake_delay: float = 0.0):
         self.target = target
+        self.handshake_delay = handshake_delay
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(self.ctx)
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -41,6 +43,7 @@ class TLSFront:
 
     def _relay(self, raw):
         try:
+            time.sleep(self.handshake_delay)  # a far or busy Redis: the handshake takes a while
             tls = self.ctx.wrap_socket(raw, server_side=True)
             back = socket.socket(socket.AF_UNIX)
             back.connect(self.target)
@@ -70,11 +73,17 @@ class TLSFront:
 
 
 @pytest.fixture
-def tls_redis(tmp_path):
-    proc = RedisProcess().start()
+def tls_ca(tmp_path):
     ca = trustme.CA()
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
+    return ca, ca_file
+
+
+@pytest.fixture
+def tls_redis(tls_ca):
+    ca, ca_file = tls_ca
+    proc = RedisProcess().start()
     front = TLSFront(str(proc.socket), ca)
     yield f"rediss://127.0.0.1:{front.port}/0?ssl_ca_certs={ca_file}", proc
     front.close()
@@ -90,7 +99,10 @@ def test_rediss_load_show_and_serve(tls_redis, tmp_path):
     assert proc.client().get("banners:current") is not None  # it really went through
     shown = CliRunner().invoke(cli.main, ["show", "--json", "--quarter", "1", "--redis-url", url])
     assert {r["quarter"] for r in json.loads(shown.output)} == {1}
-    server = Server(url, tmp_path / "state", "--quarter", "1")
+    # The TLS front is a Python thread in this busy test process, not a real Redis:
+    # give it budgets it can keep so the test checks rediss, not this machine's load.
+    server = Server(url, tmp_path / "state", "--quarter", "1",
+                    env={"BANNERS_REDIS_TIMEOUT": "1", "BANNERS_REDIS_CONNECT_TIMEOUT": "5"})
     try:
         assert server.get("/readyz")[0] == 200
         for _ in range(20):
@@ -109,3 +121,23 @@ def test_rediss_with_an_unknown_ca_is_refused_clearly(tls_redis, tmp_path):
     write_sample(data, seed=2, scale=0.01)
     res = CliRunner().invoke(cli.main, ["load", str(data), "-q", "--redis-url", bad, "--reject-log", os.devnull])
     assert res.exit_code == 1 and "cannot reach Redis" in res.output and "Traceback" not in res.output
+
+
+def test_a_slow_handshake_gets_the_connect_budget_not_the_command_budget(tmp_path, tls_ca):
+    """A TLS handshake is several round trips: it must not be held to the 50 ms a
+    command gets, or a far Redis could never be reached at all."""
+    from banner_server.fastredis import FastRedis, FastRedisError
+
+    ca, ca_file = tls_ca
+    proc = RedisProcess().start()
+    front = TLSFront(str(proc.socket), ca, handshake_delay=0.3)
+    url = f"rediss://127.0.0.1:{front.port}/0?ssl_ca_certs={ca_file}"
+    try:
+        with pytest.raises(FastRedisError):
+            FastRedis(url, timeout=0.05)._roundtrip(b"*1\r\n$4\r\nPING\r\n")
+        fast = FastRedis(url, timeout=0.05, connect_timeout=10)
+        assert fast._roundtrip(b"*1\r\n$4\r\nPING\r\n") == b"PONG"
+        assert fast.sock.gettimeout() == 0.05  # commands keep the short budget
+    finally:
+        front.close()
+        proc.close()
