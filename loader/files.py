@@ -56,8 +56,13 @@ def quarter_of(rel: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def parse_header(first_line: str) -> tuple[str, ...]:
-    row = next(csv.reader([first_line]), [])
+def parse_header(first_line: str) -> tuple[str, ...] | None:
+    """The header's column names, or None when it is not a CSV line (csv raises on a
+    lone carriage return, e.g. a file with old Mac line ends, or on a NUL)."""
+    try:
+        row = next(csv.reader([first_line]), [])
+    except csv.Error:
+        return None
     return tuple(col.strip().lower() for col in row)
 
 
@@ -104,7 +109,10 @@ def classify(src: SourceFile, data: bytes, seen: dict[str, SourceFile], sha256: 
         return _reject(src, f"not UTF-8 text (byte {exc.start})")
     if not first.strip():
         return _reject(src, "empty file" if not data.strip() else "no header")
-    src.header = parse_header(first)
+    header = parse_header(first)
+    if header is None:
+        return _reject(src, "unreadable header line (a lone carriage return? lines must end in LF or CRLF)")
+    src.header = header
     src.kind = kind_of(src.header)
     if src.kind is None:
         expected = "; ".join(",".join(cols) for cols in KINDS.values())

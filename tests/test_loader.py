@@ -164,6 +164,8 @@ def test_invalid_revenue(base, revenue, detail):
         (b"foo,bar\n1,2\n", "unknown header"),
         (b"click_id,banner_id,banner_id\n1,2,3\n", "unknown header"),
         (b"1,100,7\n2,100,7\n", "unknown header"),
+        (b"banner_id,campaign_id\r100,7\r101,7\r", "unreadable header"),  # old Mac line ends
+        (b"\r\xc3\xa9\n", "unreadable header"),  # found by the fuzz test: csv raised on it
     ],
 )
 def test_whole_file_invalid(base, content, detail):
