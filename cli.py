@@ -327,6 +327,15 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy") from None
+    from banner_server.bind import bind_problem, parse_bind
+
+    try:
+        parse_bind(bind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bind") from None
+    problem = bind_problem(bind)
+    if problem:
+        fail(f"cannot listen on {bind}: {problem}")
     conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
     if not conf.is_file():
         fail(f"gunicorn.conf.py not found next to cli.py ({conf}); install the project with `make install`")

@@ -16,8 +16,9 @@ backlog = 2048
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
 # connections over them.  With one shared socket, meinheld's accept loop lets the
 # first worker to wake take a whole burst of keep-alive connections: measured, one
-# of two workers served every request of a 64-connection benchmark.
-reuse_port = True
+# of two workers served every request of a 64-connection benchmark.  Linux has no
+# SO_REUSEPORT for unix sockets: there the master binds one socket for all workers.
+reuse_port = not bind.startswith(("unix:", "fd://"))
 keepalive = int(os.environ.get("BANNERS_KEEPALIVE", "5"))
 # A worker that does not report back within this many seconds is killed and replaced.
 timeout = int(os.environ.get("BANNERS_WORKER_TIMEOUT", "30"))

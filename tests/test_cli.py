@@ -161,3 +161,35 @@ def test_embedded_redis_started_reused_and_stopped(tmp_path, data):
     finally:
         subprocess.run([*banners, "redis", "stop"], env=env, cwd=cwd, capture_output=True)
     assert EmbeddedRedis(state).pid() is None
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on(runner, redis_proc, tmp_path):
+    """With reuse_port the workers bind; without this check a bad address made them
+    exit and be rebooted forever."""
+    import socket
+
+    held = socket.create_server(("127.0.0.1", 0))  # no SO_REUSEPORT, like any other program
+    try:
+        port = held.getsockname()[1]
+        res = run(runner, redis_proc, "serve", "--bind", f"127.0.0.1:{port}")
+        assert res.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in res.output
+        assert "in use" in res.output
+    finally:
+        held.close()
+    res = run(runner, redis_proc, "serve", "--bind", "no-such-host.invalid:8000")
+    assert res.exit_code == 1 and "unknown host 'no-such-host.invalid'" in res.output
+    res = run(runner, redis_proc, "serve", "--bind", f"unix:{tmp_path}/missing/http.sock")
+    assert res.exit_code == 1 and "does not exist" in res.output
+    for bad in ("127.0.0.1:80x", "127.0.0.1:0", "127.0.0.1:70000"):
+        res = run(runner, redis_proc, "serve", "--bind", bad)
+        assert res.exit_code == 2 and "--bind" in res.output, bad
+
+
+def test_bind_parsing():
+    from banner_server.bind import parse_bind
+
+    assert parse_bind("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_bind("localhost") == ("localhost", 8000)  # gunicorn's default port
+    assert parse_bind("[::1]:9000") == ("::1", 9000)
+    assert parse_bind(":9000") == ("0.0.0.0", 9000)
+    assert parse_bind("unix:/run/banners.sock") is None and parse_bind("fd://3") is None
