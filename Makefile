@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export BANNERS_STATE_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test bench stress bench-loader stop clean sample
+.PHONY: install run test fuzz bench stress bench-loader stop clean sample
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ run: install sample
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# The property and fuzz tests with 20x their examples, fresh random ones each run.
+fuzz: install
+	BANNERS_FUZZ_SCALE=20 $(BIN)/python -m pytest -n 2 -q tests/test_fuzz.py tests/test_rules.py
 
 bench: install
 	$(BIN)/python bench/throughput.py

@@ -1,3 +1,4 @@
+import os
 import shutil
 import signal
 import subprocess
@@ -8,8 +9,21 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from hypothesis import settings
 
 from banner_server.embedded_redis import redis_server_binary
+
+# CI (`.ci/run` sets HYPOTHESIS_PROFILE=ci) runs the same examples every time, so a
+# submission lands or not on its own merits; a plain `make test` explores new random
+# examples each run, and `make fuzz` twenty times as many: that is how bugs get found.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+_FUZZ_SCALE = int(os.environ.get("BANNERS_FUZZ_SCALE") or 1)
+
+
+def examples(n: int) -> int:
+    """How many examples a property test draws: n, times BANNERS_FUZZ_SCALE."""
+    return n * _FUZZ_SCALE
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datachef"
 

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loader.pipeline import compute
+from tests.conftest import examples
 from tests.serving import STANDARD, make_client, publish_rows
 
 HEADERS = {
@@ -74,7 +75,7 @@ def write(root, files):
         path.write_bytes(data)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(folders(), st.integers(0, 2**31))
 def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, seed):
     clean, dirty = data
@@ -91,7 +92,7 @@ def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, 
     assert set(got.rejects["reason"].to_list()) <= {"invalid", "duplicate_file"}
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.binary(max_size=2000))
 def test_random_bytes_file_never_crashes(tmp_path_factory, blob):
     root = tmp_path_factory.mktemp("bytes")
@@ -116,7 +117,7 @@ paths = st.one_of(
 header_value = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]), path=paths,
        query=st.text(max_size=80), accept=header_value,
        cookie=st.one_of(header_value, st.text(max_size=20).map(lambda s: "visitor_id=" + s)))

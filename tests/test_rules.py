@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loader.rules import select_banners, selections_to_records
+from tests.conftest import examples
 from tests.reference import reference_selection
 
 IMP = {"quarter": pl.Int64, "banner_id": pl.Int64, "campaign_id": pl.Int64}
@@ -187,7 +188,7 @@ def datasets(draw):
     return imps, clicks, convs
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(datasets(), st.integers(0, 2**32))
 def test_property_selections_obey_spec(data, seed):
     imps, clicks, convs = data
