@@ -5,8 +5,8 @@ several deployments.  A load writes a complete *version* under its own keys and
 then switches ``current`` in one command; readers resolve ``current`` first and
 never read across two versions.
 
-    {p}current                      string: the version being served
-    {p}version_seq                  counter: the last version id handed out
+    {p}current                      string: the version being served, e.g. ``12-9f3a1c``
+    {p}version_seq                  counter: the number part of the last version id
     {p}versions                     set: every version that may still have keys
     {p}load_lock                    string: held by the load that is publishing (TTL)
     {p}v:{ver}:meta                 hash: seed, loaded_at, data_dir, quarters, ...

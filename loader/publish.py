@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 
 import redis
@@ -45,7 +46,10 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict) -> str:
     if not r.set(lock, token, nx=True, px=LOCK_TTL_MS):
         raise PublishError("another load is publishing right now; try again when it ends")
     try:
-        ver = str(r.incr(keys.version_seq))
+        # The counter orders versions for people; the random part keeps an id from
+        # ever being handed out twice when Redis loses its data (and the counter)
+        # while workers still hold a snapshot of the old version under that id.
+        ver = f"{r.incr(keys.version_seq)}-{secrets.token_hex(3)}"
         r.sadd(keys.versions, ver)
         try:
             _write_version(r, keys, ver, result, meta)

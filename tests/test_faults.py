@@ -114,3 +114,21 @@ def test_worker_that_never_saw_data_answers_503_with_retry_after(proc):
     assert client.simulate_get("/readyz").status_code == 503
     assert client.simulate_get("/healthz").status_code == 200
     assert client.simulate_get("/").status_code == 200
+
+
+def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc):
+    """Redis restarted empty forgets the version counter too: the next load must not
+    be taken for the version the worker already holds (it was, when ids restarted at 1)."""
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc)
+    assert [c["campaign_id"] for c in client.simulate_get("/", headers=JSON).json["campaigns"]] == [7, 8]
+    proc.stop()
+    proc.start()  # empty
+    publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
+    mono.t += 2
+    assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
+    assert [c["campaign_id"] for c in client.simulate_get("/", headers=JSON).json["campaigns"]] == [7]
+    proc.stop()  # now the snapshot answers: it must be the new load's
+    mono.t += 2
+    for _ in range(10):
+        assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
