@@ -92,6 +92,7 @@ class SelectionStore:
         self.quarters: tuple[int, ...] = ()
         self.down_since: float | None = None
         self.last_error: str | None = None
+        self._follow_failed_at: float | None = None
         self._local_last: dict[str, int] = {}
 
     # -- health ----------------------------------------------------------------
@@ -161,7 +162,7 @@ class SelectionStore:
                     # serving what this worker last saw until a load publishes again.
                     return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_empty")
                 version = ver.decode()
-                if version != self.version:
+                if version != self.version and self._may_follow():
                     self._follow(version)
                 if not banner:
                     raise NotFound
@@ -171,12 +172,19 @@ class SelectionStore:
                 return Pick(banner_id, version)
         return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_unreachable")
 
+    def _may_follow(self) -> bool:
+        # A snapshot that failed to load (too big for the timeout, say) is retried once
+        # per retry_after, not by every request: the picks themselves still go to Redis.
+        return self._follow_failed_at is None or self.monotonic() - self._follow_failed_at >= self.retry_after
+
     def _follow(self, version: str) -> None:
         """A new load is current: take its snapshot (once per version and worker)."""
         try:
             self.refresh(version)
+            self._follow_failed_at = None
         except REDIS_ERRORS as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"  # the next request tries again
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._follow_failed_at = self.monotonic()
 
     def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
         local = self._local_last

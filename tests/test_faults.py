@@ -132,3 +132,30 @@ def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc):
     mono.t += 2
     for _ in range(10):
         assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
+
+
+def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_request(proc, monkeypatch):
+    import redis
+
+    from banner_server import store as store_mod
+
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc)
+    client.simulate_get("/campaigns/7")
+    reads = []
+
+    def too_big(*a, **kw):
+        reads.append(1)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(store_mod, "read_selections", too_big)
+    new = publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
+    for _ in range(20):
+        res = client.simulate_get("/campaigns/7", headers=JSON)
+        assert res.status_code == 200 and res.json["banner_id"] in (5, 6)  # the picks still use Redis
+        assert res.headers["X-Banners-Version"] == new
+    assert len(reads) == 1
+    monkeypatch.undo()
+    mono.t += 1.5
+    client.simulate_get("/campaigns/7")
+    assert store.version == new and store.selections[1][7] == (5, 6)
