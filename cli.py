@@ -183,7 +183,8 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
         fail(str(exc))
     except redis.exceptions.OutOfMemoryError:
         fail(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached): nothing was "
-             "published and the previous data keeps serving; raise maxmemory or free memory, then load again")
+             "published and the previous data keeps serving; raise maxmemory (BANNERS_REDIS_MAXMEMORY for "
+             "the embedded one) or free memory, then load again")
     except redis.RedisError as exc:
         reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
         fail(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")

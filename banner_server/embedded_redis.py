@@ -36,8 +36,15 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("BANNERS_STATE_DIR") or "var")
 
 
+# Visitor keys are the only ones with a TTL, so `volatile-lru` at the memory cap drops
+# the least recently seen visitors and never a published selection: a flood of new
+# visitors (or of forged cookies) cannot fill the machine or make a load fail.
+DEFAULT_MAXMEMORY = "1gb"
+
+
 class EmbeddedRedis:
-    def __init__(self, state_dir: Path | str):
+    def __init__(self, state_dir: Path | str, maxmemory: str | None = None):
+        self.maxmemory = maxmemory or os.environ.get("BANNERS_REDIS_MAXMEMORY") or DEFAULT_MAXMEMORY
         self.state_dir = Path(state_dir).resolve()
         self.socket = self.state_dir / "redis.sock"
         self.pidfile = self.state_dir / "redis.pid"
@@ -127,6 +134,7 @@ class EmbeddedRedis:
             # RDB snapshots (and one after every load) keep what was published across
             # restarts without an append-only log on the hot path's visitor writes.
             + "save 900 1\nsave 300 100\nsave 60 10000\n"
+            + f"maxmemory {self.maxmemory}\nmaxmemory-policy volatile-lru\n"
             + "daemonize yes\n"
             + f"pidfile {self.pidfile}\n"
             + f"logfile {self.logfile}\n"

@@ -6,6 +6,7 @@ import os
 import socket
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 import cli
@@ -178,3 +179,30 @@ def test_oversized_requests_are_refused_not_crashing(live):
     assert status_of(raw(live, b"garbage\r\n\r\n")) == 400
     # and the server is fine afterwards
     assert live.get("/campaigns/7")[0] == 200
+
+
+def test_embedded_redis_at_its_memory_cap_drops_visitors_never_selections(small_data, other_data, tmp_path):
+    """A flood of new visitors (or forged cookies) fills the embedded Redis up to its
+    cap; `volatile-lru` then evicts visitor keys (the only ones with a TTL) and the
+    published data and the next load are untouched."""
+    from banner_server.embedded_redis import EmbeddedRedis
+
+    emb = EmbeddedRedis(tmp_path / "state", maxmemory="4mb")
+    url = emb.ensure_running()
+    try:
+        assert load(url, small_data).exit_code == 0
+        client = redis.Redis.from_url(url)
+        before = read_selections(client, KEYS, current_version(client, KEYS))[1]
+        pipe = client.pipeline(transaction=False)
+        for i in range(60_000):  # ~7 MB of visitor keys, far over the cap
+            pipe.set(KEYS.visitor(f"c:{i:022d}"), 101, ex=86400)
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        info = client.info()
+        assert info["evicted_keys"] > 0 and info["used_memory"] <= 4 * 1024 * 1024 * 1.1
+        assert read_selections(client, KEYS, current_version(client, KEYS))[1] == before
+        assert load(url, other_data).exit_code == 0  # room is made by dropping visitors
+        assert read_selections(client, KEYS, current_version(client, KEYS))[1] != before
+    finally:
+        emb.stop()
