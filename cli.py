@@ -17,6 +17,9 @@ from pathlib import Path
 import click
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+# The generator holds a whole quarter in memory: x100 is 80 M rows, 660 MB of CSV and
+# a 1.2 GB peak; far beyond that a laptop runs out of memory, not of patience.
+MAX_SAMPLE_SCALE = 100.0
 
 
 def _redis_options(fn):
@@ -94,8 +97,9 @@ def main():
 
 @main.command("sample-data")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generator.")
-@click.option("--scale", type=click.FloatRange(min=0.0001), default=1.0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=1, show_default=True,
+              help="Seed of the generator.")
+@click.option("--scale", type=click.FloatRange(min=0.0001, max=MAX_SAMPLE_SCALE), default=1.0, show_default=True,
               help="Multiplies the row counts (1.0: like the real set, ~800k rows).")
 @_redis_options
 def sample_data(out_dir: Path, seed: int, scale: float, redis_url, state_dir):
@@ -111,7 +115,10 @@ def sample_data(out_dir: Path, seed: int, scale: float, redis_url, state_dir):
     """
     from loader.sample_data import write_sample
 
-    paths = write_sample(out_dir, seed=seed, scale=scale)
+    try:
+        paths = write_sample(out_dir, seed=seed, scale=scale)
+    except OSError as exc:
+        fail(f"cannot write the sample data under {out_dir}: {exc.strerror or exc}")
     click.echo(f"wrote {len(paths)} files under {out_dir} (seed {seed}, scale {scale})")
 
 

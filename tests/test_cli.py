@@ -110,6 +110,18 @@ def test_usage_errors_exit_2(runner, tmp_path):
     assert runner.invoke(cli.main, ["load"]).exit_code == 2
     assert runner.invoke(cli.main, ["show", "--quarter", "5"]).exit_code == 2
     assert runner.invoke(cli.main, ["load", str(tmp_path), "--seed", "-1"]).exit_code == 2
+    # these two raised tracebacks from polars before
+    for bad in (["--seed", "-5"], ["--seed", str(2**64)], ["--scale", "1e9"], ["--scale", "0"]):
+        res = runner.invoke(cli.main, ["sample-data", str(tmp_path / "s"), *bad])
+        assert res.exit_code == 2 and "Invalid value" in res.output, bad
+
+
+def test_sample_data_into_a_folder_it_cannot_write_exits_1(runner, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = runner.invoke(cli.main, ["sample-data", str(blocker / "sub")])  # a file where a folder must go
+    assert res.exit_code == 1 and "cannot write the sample data" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_every_command_has_help_with_an_example(runner):
