@@ -116,6 +116,13 @@ def test_usage_errors_exit_2(runner, tmp_path):
         assert res.exit_code == 2 and "Invalid value" in res.output, bad
 
 
+def test_a_malformed_redis_url_is_a_usage_error(runner, tmp_path):
+    for url in ("bogus://x", "redis://:s3cret@127.0.0.1:notaport/0"):
+        res = runner.invoke(cli.main, ["status", "--redis-url", url])
+        assert res.exit_code == 2 and "--redis-url" in res.output and "embedded" not in res.output
+        assert "s3cret" not in res.output
+
+
 def test_sample_data_into_a_folder_it_cannot_write_exits_1(runner, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
