@@ -368,6 +368,12 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         "BANNERS_METRICS_DIR": str((state_dir / "metrics").resolve()),
         "BANNERS_ACCESS_LOG": access_log or "",
     }
+    from banner_server.config import Settings
+
+    try:
+        Settings.from_env({**os.environ, **env})  # what each worker will read: fail here, not in N workers
+    except ValueError as exc:
+        fail(f"bad setting: {exc}", EXIT_USAGE)
     os.environ.update(env)
     click.echo(f"serving on http://{bind} (Redis {_safe_url(url)})", err=True)
     sys.stderr.flush()

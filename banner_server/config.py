@@ -35,6 +35,19 @@ class Settings:
             value = env.get(name)
             return value if value not in (None, "") else None
 
+        def num(name, cast, default, minimum=0.0):
+            """A positive number from the environment, or ValueError naming the variable."""
+            value = opt(name)
+            if value is None:
+                return default
+            try:
+                number = cast(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not a number") from None
+            if not number > minimum:
+                raise ValueError(f"{name}={value!r} must be more than {minimum:g}")
+            return number
+
         proxies = tuple(
             ipaddress.ip_network(p.strip(), strict=False)
             for p in (env.get("BANNERS_TRUSTED_PROXIES") or "").split(",")
@@ -46,11 +59,11 @@ class Settings:
             quarter=int(env["BANNERS_QUARTER"]) if opt("BANNERS_QUARTER") else None,
             tz=opt("BANNERS_TZ"),
             images_dir=Path(env["BANNERS_IMAGES"]) if opt("BANNERS_IMAGES") else None,
-            visitor_ttl=int(opt("BANNERS_VISITOR_TTL") or cls.visitor_ttl),
+            visitor_ttl=num("BANNERS_VISITOR_TTL", int, cls.visitor_ttl),
             cookie_secure=_bool(env.get("BANNERS_COOKIE_SECURE")),
             trusted_proxies=proxies,
-            redis_timeout=float(opt("BANNERS_REDIS_TIMEOUT") or cls.redis_timeout),
-            redis_connect_timeout=float(opt("BANNERS_REDIS_CONNECT_TIMEOUT") or cls.redis_connect_timeout),
-            redis_retry=float(opt("BANNERS_REDIS_RETRY") or cls.redis_retry),
+            redis_timeout=num("BANNERS_REDIS_TIMEOUT", float, cls.redis_timeout),
+            redis_connect_timeout=num("BANNERS_REDIS_CONNECT_TIMEOUT", float, cls.redis_connect_timeout),
+            redis_retry=num("BANNERS_REDIS_RETRY", float, cls.redis_retry),
             metrics_dir=Path(env["BANNERS_METRICS_DIR"]) if opt("BANNERS_METRICS_DIR") else None,
         )

@@ -212,3 +212,11 @@ def test_bind_parsing():
     assert parse_bind("[::1]:9000") == ("::1", 9000)
     assert parse_bind(":9000") == ("0.0.0.0", 9000)
     assert parse_bind("unix:/run/banners.sock") is None and parse_bind("fd://3") is None
+
+
+def test_serve_checks_the_settings_before_starting_workers(runner, redis_proc):
+    from banner_server.embedded_redis import free_port
+
+    res = runner.invoke(cli.main, ["serve", "--bind", f"127.0.0.1:{free_port()}", "--redis-url", redis_proc.url],
+                        env={"BANNERS_REDIS_TIMEOUT": "fast"})
+    assert res.exit_code == 2 and "BANNERS_REDIS_TIMEOUT='fast' is not a number" in res.output

@@ -342,3 +342,13 @@ def test_settings_read_the_redis_budgets_from_the_environment():
     assert (s.redis_timeout, s.redis_connect_timeout, s.redis_retry) == (0.1, 2.0, 3.0)
     d = Settings.from_env({})
     assert d.redis_connect_timeout > d.redis_timeout  # connecting gets more than one command
+
+
+
+@pytest.mark.parametrize("name, value", [("BANNERS_REDIS_TIMEOUT", "fast"), ("BANNERS_REDIS_RETRY", "0"),
+                                         ("BANNERS_VISITOR_TTL", "-5"), ("BANNERS_REDIS_CONNECT_TIMEOUT", "1e")])
+def test_a_bad_setting_names_its_variable(name, value):
+    from banner_server.config import Settings
+
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
