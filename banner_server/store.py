@@ -72,6 +72,28 @@ def make_client(url: str, timeout: float, connect_timeout: float | None = None) 
 REDIS_ERRORS = (redis.RedisError, FastRedisError)
 
 
+class Backoff:
+    """After a failure, refuse for `every` seconds, then let one attempt through (and
+    refuse again until it reports back)."""
+
+    def __init__(self, every: float, monotonic):
+        self.every = every
+        self.monotonic = monotonic
+        self.failed_at: float | None = None
+
+    def ready(self) -> bool:
+        if self.failed_at is None:
+            return True
+        now = self.monotonic()
+        if now - self.failed_at >= self.every:
+            self.failed_at = now
+            return True
+        return False
+
+    def failed(self) -> None:
+        self.failed_at = self.monotonic()
+
+
 class SelectionStore:
     """`client` (redis-py) reads snapshots and answers /readyz; `fast`, when given,
     runs the per-request pick (see fastredis: a third of the CPU of redis-py)."""
@@ -82,37 +104,29 @@ class SelectionStore:
         self.r = client
         self.keys = keys
         self.ttl = str(visitor_ttl)
-        self.retry_after = retry_after
-        self.monotonic = monotonic
         self.rng = rng or random.Random()
         self._pick = fast.script(PICK_LUA) if fast is not None else client.register_script(PICK_LUA)
         self._version_prefix = keys.prefix + "v:"
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
         self.quarters: tuple[int, ...] = ()
-        self.down_since: float | None = None
+        # After a failure, answer from the snapshot for retry_after seconds instead of
+        # paying a timeout on every request; then let one request probe Redis again.
+        self._redis_backoff = Backoff(retry_after, monotonic)
+        # A snapshot that failed to load (too big for the timeout, say) is retried as
+        # rarely, not by every request: the picks themselves still go to Redis.
+        self._follow_backoff = Backoff(retry_after, monotonic)
         self.last_error: str | None = None
-        self._follow_failed_at: float | None = None
         self._local_last: dict[str, int] = {}
 
     # -- health ----------------------------------------------------------------
     @property
     def degraded(self) -> bool:
-        return self.down_since is not None
+        return self._redis_backoff.failed_at is not None
 
-    def _failed(self, exc: Exception) -> None:
-        self.down_since = self.monotonic()
+    def _failed(self, exc: Exception, backoff: Backoff | None = None) -> None:
+        (backoff or self._redis_backoff).failed()
         self.last_error = f"{type(exc).__name__}: {exc}"
-
-    def _may_try(self) -> bool:
-        # After a failure, answer from the snapshot for retry_after seconds instead of
-        # paying a timeout on every request; then let one request probe Redis again.
-        if self.down_since is None:
-            return True
-        if self.monotonic() - self.down_since >= self.retry_after:
-            self.down_since = self.monotonic()
-            return True
-        return False
 
     # -- snapshot --------------------------------------------------------------
     def refresh(self, version: str | None = None) -> None:
@@ -134,10 +148,10 @@ class SelectionStore:
 
     def ensure_snapshot(self) -> None:
         """Brings the snapshot up to the current version (one GET when it already is)."""
-        if self._may_try():
+        if self._redis_backoff.ready():
             try:
                 self.refresh()
-                self.down_since = None
+                self._redis_backoff.failed_at = None
             except redis.RedisError as exc:
                 self._failed(exc)
 
@@ -147,13 +161,13 @@ class SelectionStore:
 
     # -- the hot path ----------------------------------------------------------
     def pick(self, quarter: int, campaign: int, visitor: str, carry_to: str | None = None) -> Pick:
-        if self._may_try():
+        if self._redis_backoff.ready():
             keys = [self.keys.current, self.keys.visitor(visitor)]
             if carry_to:
                 keys.append(self.keys.visitor(carry_to))
             try:
                 ver, banner = self._pick(keys=keys, args=[self._version_prefix, quarter, campaign, self.ttl])
-                self.down_since = None
+                self._redis_backoff.failed_at = None
             except REDIS_ERRORS as exc:
                 self._failed(exc)
             else:
@@ -162,7 +176,7 @@ class SelectionStore:
                     # serving what this worker last saw until a load publishes again.
                     return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_empty")
                 version = ver.decode()
-                if version != self.version and self._may_follow():
+                if version != self.version and self._follow_backoff.ready():
                     self._follow(version)
                 if not banner:
                     raise NotFound
@@ -172,19 +186,13 @@ class SelectionStore:
                 return Pick(banner_id, version)
         return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_unreachable")
 
-    def _may_follow(self) -> bool:
-        # A snapshot that failed to load (too big for the timeout, say) is retried once
-        # per retry_after, not by every request: the picks themselves still go to Redis.
-        return self._follow_failed_at is None or self.monotonic() - self._follow_failed_at >= self.retry_after
-
     def _follow(self, version: str) -> None:
         """A new load is current: take its snapshot (once per version and worker)."""
         try:
             self.refresh(version)
-            self._follow_failed_at = None
+            self._follow_backoff.failed_at = None
         except REDIS_ERRORS as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self._follow_failed_at = self.monotonic()
+            self._failed(exc, self._follow_backoff)
 
     def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
         local = self._local_last
@@ -212,9 +220,8 @@ class SelectionStore:
     # -- readiness -------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
         try:
-            self.r.ping()
-            self.refresh()
-            self.down_since = None
+            self.refresh()  # reads `current`: as much a liveness check as a PING
+            self._redis_backoff.failed_at = None
         except redis.RedisError as exc:
             self._failed(exc)
             return False, {
