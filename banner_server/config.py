@@ -53,6 +53,7 @@ class Settings:
             for p in (env.get("BANNERS_TRUSTED_PROXIES") or "").split(",")
             if p.strip()
         )
+        redis_timeout = num("BANNERS_REDIS_TIMEOUT", float, cls.redis_timeout)
         return cls(
             redis_url=opt("BANNERS_REDIS_URL") or cls.redis_url,
             key_prefix=opt("BANNERS_KEY_PREFIX") or cls.key_prefix,
@@ -62,8 +63,10 @@ class Settings:
             visitor_ttl=num("BANNERS_VISITOR_TTL", int, cls.visitor_ttl),
             cookie_secure=_bool(env.get("BANNERS_COOKIE_SECURE")),
             trusted_proxies=proxies,
-            redis_timeout=num("BANNERS_REDIS_TIMEOUT", float, cls.redis_timeout),
-            redis_connect_timeout=num("BANNERS_REDIS_CONNECT_TIMEOUT", float, cls.redis_connect_timeout),
+            redis_timeout=redis_timeout,
+            # Never less than one command's budget: a connect is at least one round trip.
+            redis_connect_timeout=max(redis_timeout, num("BANNERS_REDIS_CONNECT_TIMEOUT", float,
+                                                         cls.redis_connect_timeout)),
             redis_retry=num("BANNERS_REDIS_RETRY", float, cls.redis_retry),
             metrics_dir=Path(env["BANNERS_METRICS_DIR"]) if opt("BANNERS_METRICS_DIR") else None,
         )

@@ -38,8 +38,8 @@ class FastRedis:
         self.scheme = parts.scheme
         self.timeout = timeout
         # Connecting (TCP, a TLS handshake, AUTH) takes several round trips and happens
-        # once per worker, so it gets its own, longer budget than one command.
-        self.connect_timeout = max(timeout, connect_timeout if connect_timeout is not None else timeout)
+        # once per worker, so it may get its own, longer budget than one command.
+        self.connect_timeout = connect_timeout or timeout
         self.path = unquote(parts.path) if parts.scheme == "unix" else None
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379

@@ -63,7 +63,7 @@ def make_client(url: str, timeout: float, connect_timeout: float | None = None) 
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
-        socket_connect_timeout=max(timeout, connect_timeout if connect_timeout is not None else timeout),
+        socket_connect_timeout=connect_timeout or timeout,
         health_check_interval=0,
         retry_on_timeout=False,
     )
