@@ -341,22 +341,19 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy") from None
-    from banner_server.bind import bind_problem, parse_bind
+    from banner_server.bind import bind_problem
+    from banner_server.config import Settings
 
     try:
-        parse_bind(bind)
+        problem = bind_problem(bind)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--bind") from None
-    problem = bind_problem(bind)
     if problem:
         fail(f"cannot listen on {bind}: {problem}")
     conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
     if not conf.is_file():
         fail(f"gunicorn.conf.py not found next to cli.py ({conf}); install the project with `make install`")
-    url, client = connect(redis_url, state_dir)
-    client.close()
     env = {
-        "BANNERS_REDIS_URL": url,
         "BANNERS_BIND": bind,
         "BANNERS_WORKERS": str(workers or ""),
         "BANNERS_QUARTER": str(quarter or ""),
@@ -368,12 +365,13 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         "BANNERS_METRICS_DIR": str((state_dir / "metrics").resolve()),
         "BANNERS_ACCESS_LOG": access_log or "",
     }
-    from banner_server.config import Settings
-
     try:
         Settings.from_env({**os.environ, **env})  # what each worker will read: fail here, not in N workers
     except ValueError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
+    url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
+    client.close()
+    env["BANNERS_REDIS_URL"] = url
     os.environ.update(env)
     click.echo(f"serving on http://{bind} (Redis {_safe_url(url)})", err=True)
     sys.stderr.flush()

@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 
+from banner_server.bind import is_tcp
+
 bind = os.environ.get("BANNERS_BIND", "127.0.0.1:8000")
 # Two per core: a worker spends part of each request waiting for its Redis round
 # trip, and a second one per core fills that wait (measured in bench/README.md).
@@ -18,7 +20,7 @@ backlog = 2048
 # first worker to wake take a whole burst of keep-alive connections: measured, one
 # of two workers served every request of a 64-connection benchmark.  Linux has no
 # SO_REUSEPORT for unix sockets: there the master binds one socket for all workers.
-reuse_port = not bind.startswith(("unix:", "fd://"))
+reuse_port = is_tcp(bind)
 keepalive = int(os.environ.get("BANNERS_KEEPALIVE", "5"))
 # A worker that does not report back within this many seconds is killed and replaced.
 timeout = int(os.environ.get("BANNERS_WORKER_TIMEOUT", "30"))

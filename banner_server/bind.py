@@ -14,10 +14,15 @@ from pathlib import Path
 DEFAULT_PORT = 8000  # gunicorn's, for a bind without a port
 
 
+def is_tcp(bind: str) -> bool:
+    """False for gunicorn's unix-socket and inherited-fd binds."""
+    return not bind.startswith(("unix:", "fd://"))
+
+
 def parse_bind(bind: str) -> tuple[str, int] | None:
     """(host, port) of a TCP bind; None for a unix socket or an inherited fd.
     Raises ValueError for a malformed one."""
-    if bind.startswith(("unix:", "fd://")):
+    if not is_tcp(bind):
         return None
     host, sep, port_text = bind.rpartition(":")
     if not sep or (host.endswith(":") and not host.startswith("[")):
@@ -32,12 +37,13 @@ def parse_bind(bind: str) -> tuple[str, int] | None:
 
 
 def bind_problem(bind: str) -> str | None:
-    """Why a well-formed `bind` cannot be listened on right now, or None."""
-    if bind.startswith("unix:"):
-        folder = Path(bind[len("unix:"):]).parent
-        return None if folder.is_dir() else f"folder {folder} does not exist"
+    """Why `bind` cannot be listened on right now, or None.  Raises ValueError when
+    it is malformed (a usage error rather than a problem of this machine)."""
     parsed = parse_bind(bind)
     if parsed is None:
+        if bind.startswith("unix:"):
+            folder = Path(bind[len("unix:"):]).parent
+            return None if folder.is_dir() else f"folder {folder} does not exist"
         return None  # an inherited socket: gunicorn checks it
     host, port = parsed
     try:

@@ -197,6 +197,7 @@ def test_killed_worker_is_replaced_and_others_keep_serving(server):
 
 def test_serves_on_a_unix_socket(redis_e2e, tmp_path):
     """Linux has no SO_REUSEPORT for unix sockets: the master binds one for all workers."""
+    publish_rows(redis_e2e.client(), STANDARD)  # not left to whichever test ran before
     sock = tmp_path / "http.sock"
     s = Server(redis_e2e.url, tmp_path / "state", "--quarter", "1", unix_socket=sock)
     try:
