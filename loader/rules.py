@@ -72,9 +72,9 @@ def banner_stats(
     per_banner = clicks.group_by(BANNER_KEYS).agg(pl.len().alias("clicks")).join(
         conv_per_banner, on=BANNER_KEYS, how="left"
     )
+    # per_banner already holds every clicked banner once: only impressions add others.
     banners = pl.concat(
-        [impressions.select(BANNER_KEYS).unique(), clicks.select(BANNER_KEYS).unique()],
-        how="vertical_relaxed",
+        [impressions.select(BANNER_KEYS), per_banner.select(BANNER_KEYS)], how="vertical_relaxed"
     ).unique()
     return (
         banners.join(per_banner, on=BANNER_KEYS, how="left")
