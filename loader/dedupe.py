@@ -21,9 +21,16 @@ def _small_ids(rows: pl.DataFrame, id_col: str) -> bool:
     return rows.is_empty() or (rows[id_col].max() or 0) < 2**60
 
 
+def _key(id_col: str, *frames: pl.DataFrame) -> pl.Expr:
+    """(quarter, id) as one value for every row of `frames`: quarter_key when all their
+    ids allow it, else a struct."""
+    if all(_small_ids(f, id_col) for f in frames):
+        return quarter_key(id_col)
+    return pl.struct("quarter", id_col)
+
+
 def _first_wins(rows: pl.DataFrame, id_col: str, content: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    small = _small_ids(rows, id_col)
-    keyed = rows.with_columns((quarter_key(id_col) if small else pl.struct("quarter", id_col)).alias("_k"))
+    keyed = rows.with_columns(_key(id_col, rows).alias("_k"))
     if keyed["_k"].n_unique() == rows.height:
         return rows, pl.DataFrame(schema=REJECT_SCHEMA)  # the usual case: no repeated id
     # Repeated ids are rare: find them first (a sort is several times cheaper than a
@@ -66,13 +73,9 @@ def accept_rows(
     its id count as accepted, so an orphan never shadows a later good row.
     """
     clicks_ok, click_rejects = _first_wins(clicks, "click_id", ["banner_id", "campaign_id"])
-    if _small_ids(clicks_ok, "click_id") and _small_ids(conversions, "click_id"):
-        known = clicks_ok.select(quarter_key("click_id").alias("_k"))["_k"]
-        is_linked = quarter_key("click_id").is_in(known.implode())
-    else:
-        known = clicks_ok.select(pl.struct("quarter", "click_id").alias("_k"))["_k"]
-        is_linked = pl.struct("quarter", "click_id").is_in(known.implode())
-    flagged = conversions.with_columns(_linked=is_linked)
+    key = _key("click_id", clicks_ok, conversions)
+    known = clicks_ok.select(key)
+    flagged = conversions.with_columns(_linked=key.is_in(known.to_series().implode()))
     linked = flagged.filter("_linked").drop("_linked")
     orphans = flagged.filter(~pl.col("_linked")).select(
         "file_idx",

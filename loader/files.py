@@ -79,15 +79,14 @@ def read_and_hash(src: SourceFile) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def classify(src: SourceFile, data: bytes, seen: dict[str, SourceFile], sha256: str | None = None
-             ) -> bytes | None:
+def classify(src: SourceFile, data: bytes, sha256: str, seen: dict[str, SourceFile]) -> bytes | None:
     """Checks one file's bytes as a whole.
 
     Returns the body to parse (BOM and header line removed, still bytes), or None
     when the whole file is rejected; `seen` maps sha256 -> the first file with it.
     """
     src.size = len(data)
-    src.sha256 = sha256 or hashlib.sha256(data).hexdigest()
+    src.sha256 = sha256
     src.quarter = quarter_of(src.rel)
     first_copy = seen.get(src.sha256)
     if first_copy is not None:

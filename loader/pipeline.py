@@ -54,7 +54,7 @@ def read_folder(
             except OSError as exc:
                 src.rejected, src.detail = "invalid", f"cannot read: {exc.strerror}"
                 continue
-            body = classify(src, data, seen, sha256)
+            body = classify(src, data, sha256, seen)
             del data
             if body is not None:
                 valid, bad = parse_rows(src, body, idx)

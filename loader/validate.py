@@ -31,8 +31,12 @@ REJECT_SCHEMA = {
 }
 
 
+def dtype(column: str) -> pl.DataType:
+    return pl.Float64 if column == REVENUE else pl.Int64
+
+
 def typed_schema(kind: str) -> dict[str, pl.DataType]:
-    cols = {c: (pl.Float64 if c == REVENUE else pl.Int64) for c in KINDS[kind]}
+    cols = {c: dtype(c) for c in KINDS[kind]}
     where = {} if kind == "impressions" else {"file_idx": pl.UInt32, "line": pl.UInt32}
     return {"quarter": pl.Int64, **cols, **where}
 
@@ -56,7 +60,7 @@ def _typed(src: SourceFile, frame: pl.DataFrame, file_idx: int) -> pl.DataFrame:
 
 def _fast(src: SourceFile, body: bytes, file_idx: int) -> pl.DataFrame | None:
     """The valid rows when every line of the body is valid, else None."""
-    schema = {c: (pl.Float64 if c == REVENUE else pl.Int64) for c in src.header}
+    schema = {c: dtype(c) for c in src.header}
     try:
         df = pl.read_csv(body, has_header=False, schema=schema)
     except (pl.exceptions.PolarsError, ValueError):
@@ -117,7 +121,7 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFram
         )
         .with_columns(
             [
-                pl.col(c).cast(pl.Float64 if c == REVENUE else pl.Int64, strict=False).alias(f"_{c}")
+                pl.col(c).cast(dtype(c), strict=False).alias(f"_{c}")
                 for c in KINDS[kind]
             ]
         )
