@@ -73,25 +73,20 @@ class TLSFront:
 
 
 @pytest.fixture
-def tls_ca(tmp_path):
+def tls_redis(tmp_path):
+    """(rediss:// URL trusting the test CA, the redis-server behind it, the front)."""
     ca = trustme.CA()
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    return ca, ca_file
-
-
-@pytest.fixture
-def tls_redis(tls_ca):
-    ca, ca_file = tls_ca
     proc = RedisProcess().start()
     front = TLSFront(str(proc.socket), ca)
-    yield f"rediss://127.0.0.1:{front.port}/0?ssl_ca_certs={ca_file}", proc
+    yield f"rediss://127.0.0.1:{front.port}/0?ssl_ca_certs={ca_file}", proc, front
     front.close()
     proc.close()
 
 
 def test_rediss_load_show_and_serve(tls_redis, tmp_path):
-    url, proc = tls_redis
+    url, proc, _ = tls_redis
     data = tmp_path / "data"
     write_sample(data, seed=2, scale=0.01)
     res = CliRunner().invoke(cli.main, ["load", str(data), "-q", "--redis-url", url, "--reject-log", os.devnull])
@@ -115,7 +110,7 @@ def test_rediss_load_show_and_serve(tls_redis, tmp_path):
 
 
 def test_rediss_with_an_unknown_ca_is_refused_clearly(tls_redis, tmp_path):
-    url, _ = tls_redis
+    url, _, _ = tls_redis
     bad = url.split("?")[0]  # the system CAs do not know the test CA
     data = tmp_path / "data"
     write_sample(data, seed=2, scale=0.01)
@@ -123,21 +118,15 @@ def test_rediss_with_an_unknown_ca_is_refused_clearly(tls_redis, tmp_path):
     assert res.exit_code == 1 and "cannot reach Redis" in res.output and "Traceback" not in res.output
 
 
-def test_a_slow_handshake_gets_the_connect_budget_not_the_command_budget(tmp_path, tls_ca):
+def test_a_slow_handshake_gets_the_connect_budget_not_the_command_budget(tls_redis):
     """A TLS handshake is several round trips: it must not be held to the 50 ms a
     command gets, or a far Redis could never be reached at all."""
-    from banner_server.fastredis import FastRedis, FastRedisError
+    from banner_server.fastredis import FastRedis, FastRedisError, _pack
 
-    ca, ca_file = tls_ca
-    proc = RedisProcess().start()
-    front = TLSFront(str(proc.socket), ca, handshake_delay=0.3)
-    url = f"rediss://127.0.0.1:{front.port}/0?ssl_ca_certs={ca_file}"
-    try:
-        with pytest.raises(FastRedisError):
-            FastRedis(url, timeout=0.05)._roundtrip(b"*1\r\n$4\r\nPING\r\n")
-        fast = FastRedis(url, timeout=0.05, connect_timeout=10)
-        assert fast._roundtrip(b"*1\r\n$4\r\nPING\r\n") == b"PONG"
-        assert fast.sock.gettimeout() == 0.05  # commands keep the short budget
-    finally:
-        front.close()
-        proc.close()
+    url, _, front = tls_redis
+    front.handshake_delay = 0.3
+    with pytest.raises(FastRedisError):
+        FastRedis(url, timeout=0.05)._roundtrip(_pack(b"PING"))
+    fast = FastRedis(url, timeout=0.05, connect_timeout=10)
+    assert fast._roundtrip(_pack(b"PING")) == b"PONG"
+    assert fast.sock.gettimeout() == 0.05  # commands keep the short budget
