@@ -9,14 +9,14 @@ export BANNERS_STATE_DIR ?= $(CURDIR)/var
 
 install: $(STAMP)
 
-# Re-installs when the pins change. greenlet 3 goes first, then meinheld without its
-# metadata's greenlet<0.5 pin (which cannot build on Python 3.11).
-$(STAMP): setup.cfg constraints.txt pyproject.toml
+# Re-installs when the pins change. greenlet 3 goes first, then meinheld 1.0.2 built
+# from its sdist with the project's fixes (third_party/meinheld/build.py says which).
+$(STAMP): setup.cfg constraints.txt pyproject.toml third_party/meinheld/build.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
 	$(BIN)/python -m pip install -q -c constraints.txt greenlet
-	$(BIN)/python -m pip install -q --no-deps meinheld==1.0.2
+	$(BIN)/python third_party/meinheld/build.py
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
 	touch $@
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -12,6 +13,7 @@ from time import perf_counter
 from typing import Callable
 
 import falcon
+from falcon.util import mediatypes
 
 from . import visitors
 from .images import ImageDir, banner_svg
@@ -20,8 +22,8 @@ from .store import NoData, NotFound, SelectionStore
 
 log = logging.getLogger("banner_server")
 
-_ID = re.compile(r"[0-9]{1,18}").fullmatch
-_IMAGE = re.compile(r"([0-9]{1,18})\.(svg|png)").fullmatch
+_ID = re.compile(r"[0-9]{1,19}").fullmatch
+_IMAGE = re.compile(r"([0-9]{1,19})\.(svg|png)").fullmatch
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2rem;background:#f6f6f4;color:#222}"
@@ -37,29 +39,36 @@ HTML_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 RETRY_AFTER = 5
+# Set in the WSGI environ of every request the app answers; the server's access
+# hook counts the others (answered by meinheld itself: malformed requests...).
+ANSWERED_BY_APP = "banners.app"
 
 
+MAX_ID = 2**63 - 1  # ids are signed 64-bit integers everywhere (loader, Redis, JSON)
+
+
+def parse_id(text: str) -> int | None:
+    """A non-negative integer id up to 2**63 - 1, or None."""
+    if _ID(text):
+        value = int(text)
+        if value <= MAX_ID:
+            return value
+    return None
+
+
+@functools.lru_cache(maxsize=1024)  # bounded, and any client's values age out
 def _accept_prefers_json(accept: str) -> bool:
-    q_json = q_html = 0.0
-    for part in accept.split(","):
-        media, _, params = part.strip().partition(";")
-        media = media.strip().lower()
-        q = 1.0
-        for p in params.split(";"):
-            name, _, value = p.strip().partition("=")
-            if name.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if media in ("application/json", "application/*"):
-            q_json = max(q_json, q)
-        elif media == "text/html":
-            q_html = max(q_html, q)
+    """JSON when the Accept header ranks application/json at least as high as HTML
+    (media types are case-insensitive; Falcon's matcher is not, hence lower())."""
+    accept = accept.lower()
+    if "json" not in accept and "application/" not in accept:
+        return False  # no Accept, */*, text/html...: HTML without parsing
+    try:
+        q_json = mediatypes.quality("application/json", accept)
+        q_html = mediatypes.quality("text/html", accept)
+    except ValueError:  # a malformed Accept header: the default, HTML
+        return False
     return q_json > 0 and q_json >= q_html
-
-
-_ACCEPT_CACHE: dict[str, bool] = {}
 
 
 def wants_json(req: falcon.Request) -> bool:
@@ -70,15 +79,7 @@ def wants_json(req: falcon.Request) -> bool:
         if fmt:
             return fmt.lower() == "json"
     accept = req.env.get("HTTP_ACCEPT")
-    if not accept or "json" not in accept:
-        return False
-    # Clients send few distinct Accept values: parse each once.
-    found = _ACCEPT_CACHE.get(accept)
-    if found is None:
-        found = _accept_prefers_json(accept)
-        if len(_ACCEPT_CACHE) < 1024:
-            _ACCEPT_CACHE[accept] = found
-    return found
+    return bool(accept) and _accept_prefers_json(accept)
 
 
 def page(title: str, body: str) -> str:
@@ -91,6 +92,8 @@ def page(title: str, body: str) -> str:
 
 
 def error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    # An error is about this request only: never cached, and it sets no cookie.
+    resp.cache_control = ["no-store"]
     if wants_json(req):
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps({"error": exc.title, "detail": exc.description, "status": exc.status_code})
@@ -100,6 +103,27 @@ def error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
         detail = f"<p>{html.escape(exc.description)}</p>" if exc.description else ""
         resp.text = page(exc.title, f"<h1>{html.escape(exc.title)}</h1>{detail}<p><a href=\"/\">All campaigns</a></p>")
     resp.append_header("Vary", "Accept")
+
+
+ROUTES_HELP = ("This service answers GET /campaigns/{id} (one banner of a campaign), /banners/{id}.svg, "
+               "/ (the campaigns of the current quarter), /healthz, /readyz and /metrics.")
+
+
+def not_found(req, resp, ex, params):
+    raise falcon.HTTPNotFound(title="Not found", description=f"There is nothing at {req.path}. {ROUTES_HELP}")
+
+
+def method_not_allowed(req, resp, ex, params):
+    raise falcon.HTTPMethodNotAllowed(
+        ex.headers["Allow"].split(", ") if ex.headers and "Allow" in ex.headers else ["GET", "HEAD"],
+        title="Method not allowed",
+        description=f"{req.method} is not answered here; this service only reads: use GET (or HEAD).")
+
+
+def bad_id(kind: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(
+        title=f"Bad {kind} id",
+        description=f"A {kind} id is an integer from 0 to {MAX_ID}, like /campaigns/7.")
 
 
 class CampaignResource:
@@ -115,37 +139,34 @@ class CampaignResource:
         self.trusted = trusted_proxies
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
-        if not _ID(campaign_id):
-            raise falcon.HTTPBadRequest(
-                title="Bad campaign id", description="A campaign id is a non-negative integer, like /campaigns/7.")
-        campaign = int(campaign_id)
+        campaign = parse_id(campaign_id)
+        if campaign is None:
+            raise bad_id("campaign")
         quarter = self.quarter()
-        cookie = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
+        cookie, carried = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
         if cookie:
-            visitor, carry = "c:" + cookie, None
+            visitor = "c:" + cookie
         else:
             address = visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
             visitor = "a:" + visitors.anonymous_id(address, req.user_agent or "")
-            cookie = visitors.new_visitor_id()
-            carry = "c:" + cookie  # the new cookie carries this visitor's last banner on
-            resp.set_cookie(visitors.COOKIE, cookie, max_age=visitors.COOKIE_MAX_AGE, path="/",
-                            secure=self.cookie_secure, http_only=True, same_site="Lax")
         try:
-            pick = self.store.pick(quarter, campaign, visitor, carry)
+            pick = self.store.pick(quarter, campaign, visitor, carried)
         except NotFound:
             raise falcon.HTTPNotFound(
                 title="Unknown campaign",
-                description=f"Campaign {campaign} has no banners in quarter {quarter} of the hour.") from None
-        except NoData:
-            # Why (Redis down, nothing loaded) is for operators: /readyz says it.
+                description=f"Campaign {campaign} has no banners in quarter {quarter} of the hour; "
+                            "/ lists the campaigns of this quarter.") from None
+        except NoData as exc:
             self.metrics.degraded_answer("no_data")
             raise falcon.HTTPServiceUnavailable(
-                title="No data yet", description="No banner selection is available yet; try again shortly.",
-                retry_after=RETRY_AFTER) from None
+                title="No data yet", description=str(exc), retry_after=RETRY_AFTER) from None
         if pick.degraded:
             self.metrics.degraded_answer(pick.degraded)
         self.metrics.banner_served(campaign)
         banner = pick.banner_id
+        if not cookie:
+            resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner), max_age=visitors.COOKIE_MAX_AGE, path="/",
+                            secure=self.cookie_secure, http_only=True, same_site="Lax")
         ext = "png" if self.images.has(banner) else "svg"
         image_url = f"/banners/{banner}.{ext}"
         resp.set_headers(self.NO_STORE)
@@ -178,7 +199,9 @@ class BannerImageResource:
         if not m:
             raise falcon.HTTPNotFound(title="No such picture",
                                       description="Pictures are /banners/<id>.svg or /banners/<id>.png.")
-        banner_id, ext = int(m.group(1)), m.group(2)
+        banner_id, ext = parse_id(m.group(1)), m.group(2)
+        if banner_id is None:
+            raise bad_id("banner")
         if ext == "png":
             found = self.images.get(banner_id)
             if found is None:
@@ -209,8 +232,15 @@ class IndexResource:
         resp.set_headers(HTML_HEADERS)
         items = "".join(f'<li><a href="/campaigns/{c}">Campaign {c}</a></li>' for c in campaigns)
         body = (f"<h1>Campaigns, quarter {quarter}</h1>"
-                + (f"<ul>{items}</ul>" if items else "<p>No campaign has banners in this quarter yet.</p>"))
+                + (f"<ul>{items}</ul>" if items else f"<p>{self._why_empty(quarter)}</p>"))
         resp.text = page(f"Campaigns, quarter {quarter}", body)
+
+
+    def _why_empty(self, quarter: int) -> str:
+        if self.store.selections is None:
+            return ("Nothing is published yet: run <code>banners load DATA_DIR</code> "
+                    "(<code>banners sample-data DIR</code> writes an example).")
+        return f"No campaign has banners in quarter {quarter} of the hour."
 
 
 class HealthResource:
@@ -249,8 +279,6 @@ for _resource in (CampaignResource, BannerImageResource, IndexResource, HealthRe
 
 
 def _internal_error(req, resp, ex, params):
-    if isinstance(ex, falcon.HTTPError):
-        raise ex
     log.exception("unhandled error on %s %s", req.method, req.path)
     raise falcon.HTTPInternalServerError(title="Internal error", description="The error was logged.")
 
@@ -275,6 +303,7 @@ class Instrumented:
 
     def __call__(self, environ, start_response):
         start = perf_counter()
+        environ[ANSWERED_BY_APP] = True
         status = "000"
 
         def recording_start_response(code, headers, exc_info=None):
@@ -295,6 +324,8 @@ def create_app(store: SelectionStore, quarter: Callable[[], int], images: ImageD
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(error_serializer)
     app.add_error_handler(Exception, _internal_error)
+    app.add_error_handler(falcon.HTTPRouteNotFound, not_found)
+    app.add_error_handler(falcon.HTTPMethodNotAllowed, method_not_allowed)
     campaign = CampaignResource(store, quarter, images, metrics, cookie_secure, trusted_proxies)
     app.add_route("/campaigns/{campaign_id}", campaign)
     app.add_route("/campaign/{campaign_id}", campaign)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -19,6 +20,15 @@ import hiredis
 
 class FastRedisError(Exception):
     """Redis could not answer (connection, timeout, protocol); the caller degrades."""
+
+
+class FastReplyError(FastRedisError):
+    """Redis answered with an error (OOM, a script error...): it is reachable."""
+
+
+# A connection Redis closed while it sat idle (CLIENT KILL, the `timeout` setting, a
+# proxy, a failover) fails like this on its next use; it is worth one reconnect.
+_DEAD = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 def _pack(*parts) -> bytes:
@@ -52,10 +62,16 @@ class FastRedis:
         # The same query parameters redis-py reads from a rediss:// URL.
         self.ssl_verify = (query.get("ssl_cert_reqs", ["required"])[0] or "required") != "none"
         self.ssl_ca_certs = query.get("ssl_ca_certs", [None])[0]
-        self.sock: socket.socket | None = None
-        self.reader = hiredis.Reader()
+        # One connection per thread: gthread workers (the fallback when meinheld is
+        # missing) run requests on several threads at once, and two requests on one
+        # socket would read each other's replies.  meinheld runs one thread.
+        self._local = threading.local()
 
     # -- connection ---------------------------------------------------------------
+    @property
+    def sock(self) -> socket.socket | None:
+        return getattr(self._local, "sock", None)
+
     def _connect(self) -> socket.socket:
         try:
             if self.scheme == "unix":
@@ -73,31 +89,31 @@ class FastRedis:
                     sock = ctx.wrap_socket(sock, server_hostname=self.host)
         except OSError as exc:
             raise FastRedisError(f"cannot connect: {exc}") from None
-        self.sock = sock
-        self.reader = hiredis.Reader()
+        local = self._local
+        local.sock = sock
+        local.reader = hiredis.Reader()
         try:
             if self.password:
                 user = [self.username] if self.username else []
-                self._roundtrip(_pack(b"AUTH", *user, self.password))
+                self._send(_pack(b"AUTH", *user, self.password), sock, local.reader)
             if self.db:
-                self._roundtrip(_pack(b"SELECT", self.db))
-        except hiredis.ReplyError as exc:
+                self._send(_pack(b"SELECT", self.db), sock, local.reader)
+        except FastReplyError:
             self.close()  # never keep a connection that is not authenticated
-            raise FastRedisError(str(exc)) from None
+            raise
         sock.settimeout(self.timeout)
         return sock
 
     def close(self) -> None:
-        if self.sock is not None:
+        sock = getattr(self._local, "sock", None)
+        if sock is not None:
             try:
-                self.sock.close()
+                sock.close()
             except OSError:
                 pass
-            self.sock = None
+            self._local.sock = None
 
-    def _roundtrip(self, packed: bytes):
-        sock = self.sock or self._connect()
-        reader = self.reader
+    def _send(self, packed: bytes, sock: socket.socket, reader):
         try:
             sock.sendall(packed)
             while True:
@@ -106,18 +122,30 @@ class FastRedis:
                     break
                 data = sock.recv(65536)
                 if not data:
-                    raise FastRedisError("connection closed by Redis")
+                    raise ConnectionResetError("connection closed by Redis")
                 reader.feed(data)
         except (OSError, hiredis.ProtocolError) as exc:
             # A timed-out reply may still arrive later: never reuse this connection.
             self.close()
-            raise FastRedisError(f"{type(exc).__name__}: {exc}") from None
-        except FastRedisError:
-            self.close()
-            raise
+            raise FastRedisError(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(reply, hiredis.ReplyError):
-            raise reply
+            raise FastReplyError(str(reply))
         return reply
+
+    def _roundtrip(self, packed: bytes):
+        local = self._local
+        sock = getattr(local, "sock", None)
+        if sock is None:
+            return self._send(packed, self._connect(), local.reader)
+        try:
+            return self._send(packed, sock, local.reader)
+        except FastRedisError as exc:
+            # A reused connection that Redis had closed: reconnect and send once more
+            # right away instead of degrading.  Not after a timeout: a frozen Redis
+            # would cost the budget twice.
+            if not isinstance(exc.__cause__, _DEAD):
+                raise
+        return self._send(packed, self._connect(), local.reader)
 
     # -- the one command ----------------------------------------------------------
     def script(self, source: str) -> "FastScript":
@@ -133,11 +161,8 @@ class FastScript:
     def __call__(self, keys: list, args: list):
         try:
             return self.conn._roundtrip(_pack(b"EVALSHA", self.sha, len(keys), *keys, *args))
-        except hiredis.ReplyError as exc:
+        except FastReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
-                raise FastRedisError(str(exc)) from None
+                raise
         # First call on this server (or it restarted): EVAL loads the script too.
-        try:
-            return self.conn._roundtrip(_pack(b"EVAL", self.source, len(keys), *keys, *args))
-        except hiredis.ReplyError as exc:
-            raise FastRedisError(str(exc)) from None
+        return self.conn._roundtrip(_pack(b"EVAL", self.source, len(keys), *keys, *args))

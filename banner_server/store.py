@@ -3,14 +3,17 @@ with the worker's last snapshot as the answer when Redis is away."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .catalog import current_version, read_selections, snapshot
-from .fastredis import FastRedis, FastRedisError
+from .fastredis import FastRedis, FastRedisError, FastReplyError
 from .keys import Keys
 
 # One round trip: resolve the current version, draw a banner of the campaign's
@@ -19,12 +22,19 @@ from .keys import Keys
 # are read in the same atomic step, so no answer can mix two loads.
 # Keys of the selection are derived inside the script; fine on a single Redis.
 PICK_LUA = """
+-- KEYS[1] = the `current` version key
+-- KEYS[2] = the visitor's last-banner key (read, then written)
+-- ARGV[1] = version key prefix, ARGV[2] = quarter, ARGV[3] = campaign,
+-- ARGV[4] = visitor TTL in seconds
+-- ARGV[5] = optional: the last banner when KEYS[2] has none (the one a new
+--           cookie carries from the client's cookie-less request)
 local ver = redis.call('GET', KEYS[1])
 if not ver then return {'', ''} end
 local set = ARGV[1] .. ver .. ':q:' .. ARGV[2] .. ':c:' .. ARGV[3]
 local pick = redis.call('SRANDMEMBER', set)
 if not pick then return {ver, ''} end
 local last = redis.call('GET', KEYS[2])
+if not last then last = ARGV[5] end
 if pick == last and redis.call('SCARD', set) > 1 then
   for i = 1, 32 do
     pick = redis.call('SRANDMEMBER', set)
@@ -37,15 +47,34 @@ if pick == last and redis.call('SCARD', set) > 1 then
   end
 end
 redis.call('SET', KEYS[2], pick, 'EX', ARGV[4])
-if KEYS[3] then redis.call('SET', KEYS[3], pick, 'EX', ARGV[4]) end
 return {ver, pick}
 """
+
+# Redis answers but `current` is gone (FLUSHALL, a restart without data): the
+# worker draws from its snapshot, and Redis still remembers the visitor, so the
+# no-repeat promise holds across workers and hosts as long as Redis answers.
+RECORD_LUA = """
+-- KEYS[1] = the visitor's last-banner key (read, then written)
+-- ARGV[1] = visitor TTL in seconds
+-- ARGV[2] = the last banner when KEYS[1] has none ('' for none)
+-- ARGV[3..] = the candidate banners, in a random order drawn by the worker
+local last = redis.call('GET', KEYS[1]) or ARGV[2]
+local pick = ARGV[3]
+for i = 3, #ARGV do
+  if ARGV[i] ~= last then pick = ARGV[i] break end
+end
+redis.call('SET', KEYS[1], pick, 'EX', ARGV[1])
+return pick
+"""
+
+log = logging.getLogger("banner_server")
 
 _LOCAL_VISITORS = 100_000  # degraded-mode memory of last banners, per worker
 
 
 class NoData(Exception):
-    """Nothing to answer from: Redis is away (or empty) and this worker never saw data."""
+    """Nothing to answer from: Redis is away (or empty) and this worker never saw data.
+    Its message is meant for the client."""
 
 
 class NotFound(Exception):
@@ -56,7 +85,9 @@ class NotFound(Exception):
 class Pick:
     banner_id: int
     version: str
-    degraded: str | None = None  # why Redis was not used: "redis_unreachable" | "redis_empty"
+    # why Redis did not pick: "redis_unreachable" | "redis_oom" | "redis_error" |
+    # "redis_empty" (drawn from the snapshot, recorded in Redis)
+    degraded: str | None = None
 
 
 def make_client(url: str, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
@@ -66,10 +97,22 @@ def make_client(url: str, timeout: float, connect_timeout: float | None = None) 
         socket_connect_timeout=connect_timeout or timeout,
         health_check_interval=0,
         retry_on_timeout=False,
+        # One immediate retry on a connection Redis closed while idle; redis-py's
+        # default (10 retries, up to 1 s apart) would stall a worker on a dead Redis.
+        retry=Retry(NoBackoff(), 1),
     )
 
 
 REDIS_ERRORS = (redis.RedisError, FastRedisError)
+
+
+def failure_reason(exc: Exception) -> str:
+    """The metric label of a failed pick: Redis away, or Redis answering an error."""
+    if isinstance(exc, (FastReplyError, redis.ResponseError)):
+        # Redis 6 reports a write refused inside a script as a script error quoting it.
+        message = str(exc)
+        return "redis_oom" if message.startswith("OOM") or "OOM command not allowed" in message else "redis_error"
+    return "redis_unreachable"
 
 
 class Backoff:
@@ -105,8 +148,12 @@ class SelectionStore:
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
-        self._pick = fast.script(PICK_LUA) if fast is not None else client.register_script(PICK_LUA)
+        scripts = fast.script if fast is not None else client.register_script
+        self._pick = scripts(PICK_LUA)
+        self._record = scripts(RECORD_LUA)
         self._version_prefix = keys.prefix + "v:"
+        # The version of the snapshot: kept when Redis loses `current`, so degraded
+        # answers still say which data they come from.
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
         self.quarters: tuple[int, ...] = ()
@@ -117,12 +164,28 @@ class SelectionStore:
         # rarely, not by every request: the picks themselves still go to Redis.
         self._follow_backoff = Backoff(retry_after, monotonic)
         self.last_error: str | None = None
+        self.state: str | None = None  # None: picks go through Redis; else why not
         self._local_last: dict[str, int] = {}
 
     # -- health ----------------------------------------------------------------
     @property
     def degraded(self) -> bool:
-        return self._redis_backoff.failed_at is not None
+        return self.state is not None
+
+    def _set_state(self, reason: str | None) -> None:
+        """One log line per change of state, not one per request."""
+        if reason == self.state:
+            return
+        if reason is None:
+            log.warning("Redis picks work again (was %s); answers go through Redis", self.state)
+        elif reason == "redis_empty":
+            log.warning("Redis holds no published version (flushed, or restarted without its data): "
+                        "serving this worker's snapshot of version %s until `banners load` publishes again",
+                        self.version)
+        else:
+            log.warning("Redis picks fail (%s: %s): answering from this worker's snapshot, retrying every %gs",
+                        reason, self.last_error, self._redis_backoff.every)
+        self.state = reason
 
     def _failed(self, exc: Exception, backoff: Backoff | None = None) -> None:
         (backoff or self._redis_backoff).failed()
@@ -134,9 +197,7 @@ class SelectionStore:
         if version is None:
             version = current_version(self.r, self.keys)
             if version is None:
-                # Keep the snapshot (degraded answers need it); only forget the version.
-                self.version = None
-                return
+                return  # keep the snapshot and its version: degraded answers need them
         if version == self.version and self.selections is not None:
             return
         found, records = read_selections(self.r, self.keys, version)
@@ -154,37 +215,42 @@ class SelectionStore:
                 self._redis_backoff.failed_at = None
             except redis.RedisError as exc:
                 self._failed(exc)
+                self._set_state("redis_unreachable")
 
     def campaigns(self, quarter: int) -> list[int]:
         self.ensure_snapshot()
         return sorted((self.selections or {}).get(quarter, {}))
 
     # -- the hot path ----------------------------------------------------------
-    def pick(self, quarter: int, campaign: int, visitor: str, carry_to: str | None = None) -> Pick:
+    def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None) -> Pick:
+        """One banner for `visitor`; `carried` is the last banner its cookie carries,
+        which counts when Redis remembers none for it (its first request with it)."""
         if self._redis_backoff.ready():
-            keys = [self.keys.current, self.keys.visitor(visitor)]
-            if carry_to:
-                keys.append(self.keys.visitor(carry_to))
+            args = [self._version_prefix, quarter, campaign, self.ttl]
+            if carried:
+                args.append(carried)
             try:
-                ver, banner = self._pick(keys=keys, args=[self._version_prefix, quarter, campaign, self.ttl])
-                self._redis_backoff.failed_at = None
+                ver, banner = self._pick(keys=[self.keys.current, self.keys.visitor(visitor)], args=args)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
-            else:
-                if not ver:
-                    # Redis answers but holds nothing (restarted empty, flushed): keep
-                    # serving what this worker last saw until a load publishes again.
-                    return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_empty")
-                version = ver.decode()
-                if version != self.version and self._follow_backoff.ready():
-                    self._follow(version)
-                if not banner:
-                    raise NotFound
-                banner_id = int(banner)
-                self._remember(visitor, carry_to, banner_id)
-                # The version the script drew from, even if the snapshot lags behind it.
-                return Pick(banner_id, version)
-        return self._pick_from_snapshot(quarter, campaign, visitor, carry_to, "redis_unreachable")
+                reason = failure_reason(exc)
+                self._set_state(reason)
+                return self._pick_from_snapshot(quarter, campaign, visitor, carried, reason)
+            self._redis_backoff.failed_at = None
+            if not ver:
+                return self._pick_recorded(quarter, campaign, visitor, carried)
+            if self.state is not None:
+                self._set_state(None)
+            version = ver.decode()
+            if version != self.version and self._follow_backoff.ready():
+                self._follow(version)
+            if not banner:
+                raise NotFound
+            banner_id = int(banner)
+            self._remember(visitor, banner_id)
+            # The version the script drew from, even if the snapshot lags behind it.
+            return Pick(banner_id, version)
+        return self._pick_from_snapshot(quarter, campaign, visitor, carried, self.state or "redis_unreachable")
 
     def _follow(self, version: str) -> None:
         """A new load is current: take its snapshot (once per version and worker)."""
@@ -194,44 +260,90 @@ class SelectionStore:
         except REDIS_ERRORS as exc:
             self._failed(exc, self._follow_backoff)
 
-    def _remember(self, visitor: str, carry_to: str | None, banner_id: int) -> None:
+    def _remember(self, visitor: str, banner_id: int) -> None:
         local = self._local_last
         if len(local) >= _LOCAL_VISITORS:
             local.clear()  # a crude bound; it only serves the degraded mode
         local[visitor] = banner_id
-        if carry_to:
-            local[carry_to] = banner_id
 
-    def _pick_from_snapshot(self, quarter: int, campaign: int, visitor: str, carry_to: str | None,
-                            reason: str) -> Pick:
+    def _candidates(self, quarter: int, campaign: int) -> tuple[int, ...]:
         if self.selections is None:
-            if reason == "redis_empty":
-                raise NoData("nothing is published yet")
-            raise NoData(f"Redis is unreachable ({self.last_error})")
+            raise NoData("No banner selection has been published yet: run `banners load DATA_DIR`, "
+                         "then ask again.")
         banners = self.selections.get(quarter, {}).get(campaign)
         if not banners:
             raise NotFound
-        last = self._local_last.get(visitor)
+        return banners
+
+    def _pick_recorded(self, quarter: int, campaign: int, visitor: str, carried: str | None) -> Pick:
+        """Redis answers but publishes nothing: draw from the snapshot, remember the
+        visitor in Redis all the same."""
+        self._set_state("redis_empty")
+        banners = self._candidates(quarter, campaign)
+        order = list(banners)
+        self.rng.shuffle(order)
+        try:
+            banner_id = int(self._record(keys=[self.keys.visitor(visitor)], args=[self.ttl, carried or "", *order]))
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return self._pick_from_snapshot(quarter, campaign, visitor, carried, failure_reason(exc))
+        self._remember(visitor, banner_id)
+        return Pick(banner_id, self.version or "", "redis_empty")
+
+    def _pick_from_snapshot(self, quarter: int, campaign: int, visitor: str, carried: str | None,
+                            reason: str) -> Pick:
+        if self.selections is None:
+            raise NoData("The banner store cannot be reached and this worker has no data yet; "
+                         "try again shortly.")
+        banners = self._candidates(quarter, campaign)
+        local = self._local_last
+        last = local.get(visitor)
+        if last is None and carried:
+            last = int(carried)
         choices = [b for b in banners if b != last] or list(banners)
         banner_id = self.rng.choice(choices)
-        self._remember(visitor, carry_to, banner_id)
+        self._remember(visitor, banner_id)
         return Pick(banner_id, self.version or "", reason)
 
     # -- readiness -------------------------------------------------------------
+    def _probe_pick(self) -> None:
+        """A pick like a request's, for /readyz while picks fail: reading alone cannot
+        tell (a Redis out of memory still answers reads)."""
+        quarter = self.quarters[0]
+        campaign = next(iter(self.selections[quarter]))
+        self._pick(keys=[self.keys.current, self.keys.visitor("readyz")],
+                   args=[self._version_prefix, quarter, campaign, "60"])
+
     def readiness(self) -> tuple[bool, dict]:
         try:
-            self.refresh()  # reads `current`: as much a liveness check as a PING
-            self._redis_backoff.failed_at = None
+            current = current_version(self.r, self.keys)
+            if current is not None:
+                self.refresh(current)
         except redis.RedisError as exc:
             self._failed(exc)
+            self._set_state("redis_unreachable")
             return False, {
                 "status": "degraded",
                 "reason": f"redis unreachable: {self.last_error}",
                 "serving_from_snapshot": self.selections is not None,
                 "version": self.version,
             }
-        if self.version is None:
-            return False, {"status": "not_ready", "reason": "nothing published yet: run `banners load`"}
+        if current is None:
+            if self.selections is None:
+                return False, {"status": "not_ready", "reason": "nothing published yet: run `banners load`"}
+            return False, {"status": "degraded", "reason": "Redis holds no published version (flushed or "
+                           "restarted without its data): run `banners load`", "serving_from_snapshot": True,
+                           "version": self.version}
+        if self.state is not None and self.selections:
+            try:
+                self._probe_pick()
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+                self._set_state(failure_reason(exc))
+                return False, {"status": "degraded", "reason": f"picks fail ({self.state}): {self.last_error}",
+                               "serving_from_snapshot": True, "version": self.version}
+            self._redis_backoff.failed_at = None
+            self._set_state(None)
         missing = [q for q in (1, 2, 3, 4) if q not in self.quarters]
         if missing:
             return False, {"status": "not_ready", "reason": f"quarters not loaded: {missing}",

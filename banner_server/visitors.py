@@ -15,16 +15,27 @@ def new_visitor_id() -> str:
     return secrets.token_urlsafe(16)  # 128 random bits, 22 characters
 
 
-_IN_HEADER = re.compile(r"(?:^|[;,]\s*)visitor_id=([A-Za-z0-9_-]{22})(?=$|[;,\s])").search
+_IN_HEADER = re.compile(
+    r"(?:^|[;,]\s*)visitor_id=([A-Za-z0-9_-]{22})(?:\.([0-9]{1,19}))?(?=$|[;,\s])").search
 
 
-def cookie_from_header(header: str | None) -> str | None:
-    """The visitor_id from a raw Cookie header, if it is one we could have issued.
-    (Falcon's full cookie parse costs more than the rest of a request's logic.)"""
+def cookie_value(visitor_id: str, banner_id: int) -> str:
+    """The cookie set on a client's first answer: its id, then the banner it was
+    just shown.  The cookie itself carries the cookie-less visitor's last banner to
+    its first request with the cookie: nothing is stored per cookie handed out, so
+    clients that drop cookies cost Redis one key per address + User-Agent, not one
+    per request, and the history survives a change of address."""
+    return f"{visitor_id}.{banner_id}"
+
+
+def cookie_from_header(header: str | None) -> tuple[str | None, str | None]:
+    """(visitor id, the last banner the cookie carries) from a raw Cookie header,
+    if it is one we could have issued.  (Falcon's full cookie parse costs more than
+    the rest of a request's logic.)"""
     if not header:
-        return None
+        return None, None
     m = _IN_HEADER(header)
-    return m.group(1) if m else None
+    return (m.group(1), m.group(2)) if m else (None, None)
 
 
 def anonymous_id(address: str, user_agent: str) -> str:

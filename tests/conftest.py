@@ -107,6 +107,24 @@ def any_redis(request):
         yield request.getfixturevalue("real_redis")
 
 
+@pytest.fixture(params=["fake", "real", "real-fastredis"])
+def server_redis(request):
+    """(client, fast) for server tests: fakeredis, and the real binary through redis-py's
+    Script and through FastRedis, the client production runs the pick with."""
+    from banner_server.fastredis import FastRedis
+
+    if request.param == "fake":
+        yield fakeredis.FakeRedis(), None
+        return
+    client = request.getfixturevalue("real_redis")
+    if request.param == "real":
+        yield client, None
+        return
+    fast = FastRedis(request.getfixturevalue("redis_proc").url, timeout=1)
+    yield client, fast
+    fast.close()
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
     """make(seed, scale) -> a folder of `banners sample-data`, written once per session."""

@@ -51,7 +51,11 @@ class Clock:
 
 
 def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **store_kw):
+    """A falcon.testing client over a store on `redis_client`, or on the
+    (client, FastRedis | None) pair of the `server_redis` fixture."""
     clock = clock or Clock()
+    if isinstance(redis_client, tuple):
+        redis_client, store_kw["fast"] = redis_client
     store = SelectionStore(redis_client, KEYS, **store_kw)
     quarter = (lambda: pinned) if pinned else (lambda: quarter_of(clock()))
     app = create_app(store, quarter, images=ImageDir(images), metrics=metrics or Metrics())

@@ -4,6 +4,7 @@ import pytest
 
 from tests.conftest import RedisProcess
 from tests.serving import STANDARD, make_client, publish_rows
+from banner_server.fastredis import FastRedis
 from banner_server.store import make_client as redis_client
 
 JSON = {"Accept": "application/json", "User-Agent": "t"}
@@ -24,15 +25,22 @@ def proc():
     p.close()
 
 
-def serving(proc, **kw):
+@pytest.fixture(params=["redis-py", "fastredis"])
+def kind(request):
+    """Each fault is met by both pick clients: redis-py's Script and FastRedis (production's)."""
+    return request.param
+
+
+def serving(proc, kind, **kw):
     mono = FakeMonotonic()
-    client, store = make_client(redis_client(proc.url, 0.05), monotonic=mono, retry_after=1.0, **kw)
+    fast = FastRedis(proc.url, 0.05) if kind == "fastredis" else None
+    client, store = make_client(redis_client(proc.url, 0.05), monotonic=mono, retry_after=1.0, fast=fast, **kw)
     return client, store, mono
 
 
-def test_redis_killed_then_back(proc):
+def test_redis_killed_then_back(proc, kind):
     publish_rows(proc.client(), STANDARD)
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
     cookie = {**JSON, "Cookie": "visitor_id=" + "a" * 22}
     seen = [client.simulate_get("/campaigns/7", headers=cookie).json["banner_id"]]
     proc.stop()
@@ -58,27 +66,38 @@ def test_redis_killed_then_back(proc):
     assert not store.degraded
 
 
-def test_redis_restarted_empty_keeps_serving_snapshot_until_a_load(proc):
+def test_redis_restarted_empty_keeps_serving_snapshot_until_a_load(proc, kind):
+    """Redis answers but lost its data: each worker draws from its snapshot, and Redis
+    still remembers the visitor, so no-repeat holds across workers (and hosts)."""
     publish_rows(proc.client(), STANDARD)
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
+    other, _, other_mono = serving(proc, kind)  # a second worker, with a memory of its own
     assert client.simulate_get("/campaigns/7").status_code == 200
+    assert other.simulate_get("/campaigns/7").status_code == 200
+    version = store.version
     proc.stop()
     proc.start()
     mono.t += 2
-    for _ in range(10):
-        res = client.simulate_get("/campaigns/7", headers=JSON)
+    other_mono.t += 2
+    cookie = {**JSON, "Cookie": "visitor_id=" + "e" * 22}
+    seen = []
+    for i in range(60):
+        res = (client if i % 2 else other).simulate_get("/campaigns/7", headers=cookie)
         assert res.status_code == 200 and res.json["banner_id"] in (101, 200, 300, 400, 500)
-    assert 'banners_degraded_answers_total{reason="redis_empty"} 10' in client.simulate_get("/metrics").text
+        assert res.headers["x-banners-version"] == version  # never empty: the snapshot's version
+        seen.append(res.json["banner_id"])
+    assert all(a != b for a, b in zip(seen, seen[1:]))
+    assert 'banners_degraded_answers_total{reason="redis_empty"} 30' in client.simulate_get("/metrics").text
     ready = client.simulate_get("/readyz")
-    assert ready.status_code == 503 and "nothing published" in ready.json["reason"]
+    assert ready.status_code == 503 and "no published version" in ready.json["reason"]
     publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
     assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
     assert client.simulate_get("/readyz").status_code == 200
 
 
-def test_frozen_redis_is_not_waited_for(proc):
+def test_frozen_redis_is_not_waited_for(proc, kind):
     publish_rows(proc.client(), STANDARD)
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
     client.simulate_get("/campaigns/7")
     calls = []
     real = store._pick
@@ -105,9 +124,9 @@ def test_frozen_redis_is_not_waited_for(proc):
     assert not store.degraded and len(calls) >= 3
 
 
-def test_worker_that_never_saw_data_answers_503_with_retry_after(proc):
+def test_worker_that_never_saw_data_answers_503_with_retry_after(proc, kind):
     proc.stop()
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
     res = client.simulate_get("/campaigns/7", headers=JSON)
     assert res.status_code == 503 and res.headers["retry-after"] == "5"
     assert "error" in res.json
@@ -116,11 +135,11 @@ def test_worker_that_never_saw_data_answers_503_with_retry_after(proc):
     assert client.simulate_get("/").status_code == 200
 
 
-def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc):
+def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc, kind):
     """Redis restarted empty forgets the version counter too: the next load must not
     be taken for the version the worker already holds (it was, when ids restarted at 1)."""
     publish_rows(proc.client(), STANDARD)
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
     assert [c["campaign_id"] for c in client.simulate_get("/", headers=JSON).json["campaigns"]] == [7, 8]
     proc.stop()
     proc.start()  # empty
@@ -134,13 +153,13 @@ def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc):
         assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
 
 
-def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_request(proc, monkeypatch):
+def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_request(proc, kind, monkeypatch):
     import redis
 
     from banner_server import store as store_mod
 
     publish_rows(proc.client(), STANDARD)
-    client, store, mono = serving(proc)
+    client, store, mono = serving(proc, kind)
     client.simulate_get("/campaigns/7")
     reads = []
 
@@ -159,3 +178,46 @@ def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_reques
     mono.t += 1.5
     client.simulate_get("/campaigns/7")
     assert store.version == new and store.selections[1][7] == (5, 6)
+
+
+def test_a_connection_redis_closed_is_reopened_not_degraded(proc, kind):
+    """CLIENT KILL (or Redis' idle `timeout`, a proxy, a failover) closes the worker's
+    connections: the next pick reconnects at once instead of answering from the
+    snapshot, which would not know a campaign the current version added."""
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc, kind)
+    assert client.simulate_get("/campaigns/7").status_code == 200
+    publish_rows(proc.client(), STANDARD + [(1, 777, [7771, 7772])])
+    admin = proc.client()
+    for _ in range(3):
+        admin.client_kill_filter(_type="normal", skipme=True)
+        res = client.simulate_get("/campaigns/777", headers=JSON)
+        assert res.status_code == 200 and res.json["banner_id"] in (7771, 7772)
+        assert client.simulate_get("/readyz").status_code == 200
+    assert not store.degraded
+    assert "banners_degraded_answers_total{" not in client.simulate_get("/metrics").text
+
+
+def test_redis_out_of_memory_is_its_own_reason_and_not_ready(proc, kind):
+    """maxmemory with noeviction: reads work, the pick's write fails.  The answers come
+    from the snapshot, the metric says why, and /readyz says not ready until picks work."""
+    publish_rows(proc.client(), STANDARD)
+    client, store, mono = serving(proc, kind)
+    assert client.simulate_get("/campaigns/7").status_code == 200
+    admin = proc.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # below what is used: every write is refused
+    try:
+        for _ in range(5):
+            assert client.simulate_get("/campaigns/7", headers=JSON).status_code == 200
+        metrics = client.simulate_get("/metrics").text
+        assert 'banners_degraded_answers_total{reason="redis_oom"} 5' in metrics
+        assert "redis_unreachable" not in metrics
+        ready = client.simulate_get("/readyz")
+        assert ready.status_code == 503 and "redis_oom" in ready.json["reason"] and "OOM" in ready.json["reason"]
+    finally:
+        admin.config_set("maxmemory", 0)
+    ready = client.simulate_get("/readyz")  # probes the pick: it works again
+    assert ready.status_code == 200, ready.json
+    res = client.simulate_get("/campaigns/7", headers=JSON)
+    assert res.status_code == 200 and not store.degraded

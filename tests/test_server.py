@@ -13,9 +13,9 @@ JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture
-def loaded(any_redis):
-    publish_rows(any_redis, STANDARD)
-    return any_redis
+def loaded(server_redis):
+    publish_rows(server_redis[0], STANDARD)
+    return server_redis
 
 
 @pytest.fixture
@@ -25,6 +25,13 @@ def client(loaded):
 
 def visitor_cookie(result):
     return result.cookies["visitor_id"].value
+
+
+def cookie_id(value: str) -> str:
+    """The random id part of a visitor cookie (`<22 chars>.<last banner>`)."""
+    vid, banner = value.split(".")
+    assert len(vid) == 22 and banner.isdigit()
+    return vid
 
 
 def test_campaign_html_by_default(client):
@@ -41,6 +48,12 @@ def test_campaign_html_by_default(client):
 
 @pytest.mark.parametrize("headers, query, is_json", [
     ({"Accept": "application/json"}, None, True),
+    ({"Accept": "APPLICATION/JSON"}, None, True),  # media types are case-insensitive
+    ({"Accept": "application/*"}, None, True),
+    ({"Accept": "text/*, application/json;q=0.9"}, None, False),
+    ({"Accept": "text/html;q=0.5, application/json"}, None, True),
+    ({"Accept": "application/json;q=0"}, None, False),
+    ({"Accept": "*/*, application/json"}, None, True),  # named at least as high as HTML
     ({"Accept": "text/html,application/json"}, None, True),
     ({"Accept": "application/json;q=0.5, text/html"}, None, False),
     ({"Accept": "*/*"}, None, False),
@@ -53,6 +66,16 @@ def test_content_negotiation(client, headers, query, is_json):
     res = client.simulate_get("/campaigns/7", headers=headers, query_string=query)
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("application/json" if is_json else "text/html")
+
+
+def test_accept_cache_is_bounded_and_keeps_answering(client):
+    from banner_server.app import _accept_prefers_json
+
+    for i in range(3000):  # any client can send new values: old ones age out
+        res = client.simulate_get("/campaigns/7", headers={"Accept": f"application/json, text/x-{i}"})
+        assert res.headers["content-type"].startswith("application/json")
+    info = _accept_prefers_json.cache_info()
+    assert info.maxsize == 1024 and info.currsize <= 1024
 
 
 def test_campaign_json_shape_and_alias(client):
@@ -69,7 +92,9 @@ def test_visitor_cookie_attributes(client):
     res = client.simulate_get("/campaigns/7")
     c = res.cookies["visitor_id"]
     assert c.http_only and c.same_site == "Lax" and c.max_age == 365 * 24 * 3600 and c.path == "/"
-    assert len(c.value) == 22 and not c.secure
+    body = client.simulate_get("/campaigns/7", headers={**JSON, "User-Agent": "other"})
+    assert cookie_id(c.value) and not c.secure
+    assert body.cookies["visitor_id"].value.endswith(f".{body.json['banner_id']}")  # carries the banner shown
 
 
 def test_unknown_campaign_404_json_and_html(client):
@@ -90,13 +115,41 @@ def test_campaign_without_data_this_quarter_is_404(loaded):
                                   "/campaigns/" + "9" * 40, "/campaigns/%E2%82%AC", "/campaigns/7%20"])
 def test_bad_campaign_ids_are_400_never_500(client, path):
     res = client.simulate_get(path, headers=JSON)
-    assert res.status_code in (400, 404)
-    assert "error" in res.json
+    assert res.status_code == 400 and "integer from 0 to 9223372036854775807" in res.json["detail"]
+    assert res.headers["cache-control"] == "no-store" and "visitor_id" not in res.cookies
 
 
-def test_unknown_path_404(client):
-    assert client.simulate_get("/nope", headers=JSON).status_code == 404
-    assert client.simulate_get("/nope").headers["content-type"].startswith("text/html")
+@pytest.mark.parametrize("campaign, status", [(9223372036854775807, 200), (9223372036854775808, 400),
+                                              (10**18, 200), (0, 200)])
+def test_the_whole_id_range_is_served(server_redis, campaign, status):
+    """Ids are 0 .. 2**63-1 in the loader and the server alike."""
+    big_banner = 2**63 - 1
+    publish_rows(server_redis[0], [(1, c, [big_banner, 10**18 + 1]) for c in (0, 10**18, 2**63 - 1)])
+    client, _ = make_client(server_redis)
+    res = client.simulate_get(f"/campaigns/{campaign}", headers=JSON)
+    assert res.status_code == status
+    if status == 200:
+        assert res.json["banner_id"] in (big_banner, 10**18 + 1)
+        assert client.simulate_get(res.json["image_url"]).status_code == 200
+        assert f'/campaigns/{campaign}"' in client.simulate_get("/").text
+    assert client.simulate_get(f"/banners/{2**63}.svg").status_code == 400
+
+
+def test_unknown_path_404_explains(client):
+    res = client.simulate_get("/nope", headers=JSON)
+    assert res.status_code == 404 and "/campaigns/{id}" in res.json["detail"]
+    res = client.simulate_get("/campaigns")
+    assert res.status_code == 404 and res.headers["content-type"].startswith("text/html")
+    assert "/campaigns/{id}" in res.text and res.headers["cache-control"] == "no-store"
+
+
+def test_errors_set_no_cookie_and_are_not_cached(client):
+    for path, status in (("/campaigns/999", 404), ("/campaigns/x", 400), ("/nope", 404)):
+        res = client.simulate_get(path)
+        assert res.status_code == status
+        assert "visitor_id" not in res.cookies and res.headers["cache-control"] == "no-store"
+    res = client.simulate_post("/campaigns/7", headers=JSON)
+    assert res.status_code == 405 and "GET" in res.json["detail"] and res.headers["allow"]
 
 
 def draws(client, paths, headers=None, **kw):
@@ -123,13 +176,27 @@ def test_no_repeat_for_a_cookieless_visitor(client):
     assert all(a != b for a, b in zip(seen, seen[1:]))
 
 
-def test_cookieless_visitors_are_told_apart_by_address_and_agent(loaded):
-    # two-banner campaign in q2: a second visitor is not constrained by the first
+@pytest.mark.parametrize("other", [{"User-Agent": "b", "addr": "10.0.0.1"}, {"User-Agent": "a", "addr": "10.0.0.2"}])
+def test_cookieless_visitors_are_told_apart_by_address_and_agent(loaded, other):
+    """Two cookie-less visitors interleaved on a two-banner campaign: each one's own
+    sequence alternates; were they one visitor, each would see repeats."""
     client, _ = make_client(loaded, clock=Clock(minute=20))
-    a = draws(client, ["/campaigns/9"] * 20, {"User-Agent": "a"}, remote_addr="10.0.0.1")
-    assert all(x != y for x, y in zip(a, a[1:]))
-    b = set(draws(client, ["/campaigns/9"] * 20, {"User-Agent": "b"}, remote_addr="10.0.0.1"))
-    assert b == {900, 901}
+    a, b = [], []
+    for _ in range(20):
+        a += draws(client, ["/campaigns/9"], {"User-Agent": "a"}, remote_addr="10.0.0.1")
+        b += draws(client, ["/campaigns/9"], {"User-Agent": other["User-Agent"]}, remote_addr=other["addr"])
+    assert all(x != y for x, y in zip(a, a[1:])) and all(x != y for x, y in zip(b, b[1:]))
+
+
+def test_clients_that_drop_cookies_cost_one_redis_key(loaded):
+    """A client that never sends its cookie back is one key (its address and
+    User-Agent), however many requests it makes: nothing is stored per cookie issued."""
+    client, _ = make_client(loaded)
+    redis_client = loaded[0]
+    before = len(list(redis_client.scan_iter(match="banners:vis:*")))
+    seen = draws(client, ["/campaigns/7"] * 200, {"User-Agent": "no-cookies"}, remote_addr="10.7.7.7")
+    assert all(x != y for x, y in zip(seen, seen[1:]))
+    assert len(list(redis_client.scan_iter(match="banners:vis:*"))) - before == 1
 
 
 def test_first_cookie_carries_the_history_on(client):
@@ -143,10 +210,10 @@ def test_first_cookie_carries_the_history_on(client):
         assert "visitor_id" not in second.cookies  # no new cookie once one is sent
 
 
-def test_no_repeat_across_campaigns_for_the_same_visitor(any_redis):
+def test_no_repeat_across_campaigns_for_the_same_visitor(server_redis):
     # two campaigns sharing their banners: "twice in a row" spans campaigns
-    publish_rows(any_redis, STANDARD + [(1, 11, [1, 2, 3]), (1, 12, [1, 2, 3])])
-    client, _ = make_client(any_redis)
+    publish_rows(server_redis[0], STANDARD + [(1, 11, [1, 2, 3]), (1, 12, [1, 2, 3])])
+    client, _ = make_client(server_redis)
     first, cookie = cookie_of_first(client, "/campaigns/11")
     seen = [first] + draws(client, ["/campaigns/12", "/campaigns/11"] * 60, cookie)
     assert all(a != b for a, b in zip(seen, seen[1:]))
@@ -161,7 +228,7 @@ def test_single_banner_selection_repeats(client):
 def test_forged_or_huge_cookie_is_ignored_and_replaced(client):
     for value in ["x", "a" * 5000, "../../etc", "é" * 22, "abc def"]:
         res = client.simulate_get("/campaigns/7", headers={"Cookie": f"visitor_id={value}"})
-        assert res.status_code == 200 and len(visitor_cookie(res)) == 22
+        assert res.status_code == 200 and cookie_id(visitor_cookie(res))
 
 
 @pytest.mark.parametrize("minute, quarter", [(0, 1), (14, 1), (15, 2), (29, 2), (30, 3), (44, 3), (45, 4), (59, 4)])
@@ -235,25 +302,27 @@ def test_healthz_and_readyz(client):
     assert res.status_code == 200 and res.json["quarters"] == [1, 2, 3, 4]
 
 
-def test_readyz_503_when_quarters_are_missing_or_nothing_loaded(any_redis):
-    client, _ = make_client(any_redis)
+def test_readyz_503_when_quarters_are_missing_or_nothing_loaded(server_redis):
+    client, _ = make_client(server_redis)
     res = client.simulate_get("/readyz")
     assert res.status_code == 503 and "nothing published" in res.json["reason"]
-    publish_rows(any_redis, [(1, 7, [1, 2]), (2, 7, [1])])
+    publish_rows(server_redis[0], [(1, 7, [1, 2]), (2, 7, [1])])
     res = client.simulate_get("/readyz")
     assert res.status_code == 503 and res.json["reason"] == "quarters not loaded: [3, 4]"
 
 
-def test_nothing_loaded_is_503_with_retry_after(any_redis):
-    client, _ = make_client(any_redis)
+def test_nothing_loaded_is_503_with_retry_after(server_redis):
+    client, _ = make_client(server_redis)
     res = client.simulate_get("/campaigns/7", headers=JSON)
-    assert res.status_code == 503 and res.headers["retry-after"]
+    assert res.status_code == 503 and res.headers["retry-after"] and "banners load" in res.json["detail"]
+    assert "visitor_id" not in res.cookies and res.headers["cache-control"] == "no-store"
+    assert "banners load" in client.simulate_get("/").text
 
 
 def test_new_version_is_picked_up_on_the_next_request(loaded):
     client, store = make_client(loaded)
     v1 = client.simulate_get("/campaigns/7").headers["x-banners-version"]
-    v2 = publish_rows(loaded, [(q, 7, [42, 43]) for q in (1, 2, 3, 4)])
+    v2 = publish_rows(loaded[0], [(q, 7, [42, 43]) for q in (1, 2, 3, 4)])
     res = client.simulate_get("/campaigns/7", headers=JSON)
     assert res.json["banner_id"] in (42, 43) and res.headers["x-banners-version"] == v2 != v1
     assert store.version == v2
@@ -281,8 +350,14 @@ def test_metrics_add_up_across_workers(tmp_path):
     assert 'banners_http_request_duration_seconds_bucket{route="/x",le="0.001"} 1' in text
     assert 'banners_http_request_duration_seconds_bucket{route="/x",le="+Inf"} 2' in text
     assert 'banners_served_total{campaign="7"} 1' in text
-    del a  # an exited worker's counts stay
-    assert 'route="/x",status="200"} 2' in Metrics(tmp_path).render()
+    # a worker that exited (another process, gone): its counts stay in the sum
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from banner_server.metrics import Metrics; "
+            "Metrics(Path(sys.argv[1])).observe('/x', '200', 0.001)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    assert 'banners_http_requests_total{route="/x",status="200"} 3' in Metrics(tmp_path).render()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
