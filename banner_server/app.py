@@ -16,6 +16,7 @@ import falcon
 from falcon.util import mediatypes
 
 from . import visitors
+from .dashboard import DashboardResource
 from .images import ImageDir, banner_svg
 from .metrics import Metrics
 from .store import NoData, NotFound, SelectionStore
@@ -26,9 +27,18 @@ _ID = re.compile(r"[0-9]{1,19}").fullmatch
 _IMAGE = re.compile(r"([0-9]{1,19})\.(svg|png)").fullmatch
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2rem;background:#f6f6f4;color:#222}"
-    "main{max-width:40rem}img{display:block;border-radius:4px;box-shadow:0 1px 4px #0003}"
-    "p.meta{color:#555}a{color:#0645ad}"
+    "body{font-family:system-ui,sans-serif;margin:1rem;background:#f6f6f4;color:#222}"
+    "main{max-width:60rem;margin:auto}img{display:block;border-radius:4px;box-shadow:0 1px 4px #0003}"
+    "p.meta,.meta{color:#555}a{color:#0645ad}nav{margin:.5rem 0 1rem}"
+    "section.campaign{background:#fff;border-radius:6px;padding:.5rem .75rem;margin:.75rem 0;"
+    "box-shadow:0 1px 3px #0002;overflow-x:auto}"
+    "h3{margin:.25rem 0 .5rem;font-size:1.05rem}.tag{font-size:.8rem;background:#e8eefc;border-radius:3px;"
+    "padding:.1rem .4rem;margin-left:.4rem}table{border-collapse:collapse;width:100%}"
+    "th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #eee;vertical-align:middle;"
+    "font-size:.9rem}td img{box-shadow:none}meter{width:6rem;margin-right:.3rem}"
+    ".num{font-variant-numeric:tabular-nums}"
+    "@media (max-width:600px){meter{width:3.5rem}th,td{padding:.15rem .25rem;font-size:.8rem}"
+    "td img{width:48px;height:40px}}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 HTML_HEADERS = {
@@ -106,7 +116,7 @@ def error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
 
 
 ROUTES_HELP = ("This service answers GET /campaigns/{id} (one banner of a campaign), /banners/{id}.svg, "
-               "/ (the campaigns of the current quarter), /healthz, /readyz and /metrics.")
+               "/ (the campaigns of the current quarter), /dashboard, /healthz, /readyz and /metrics.")
 
 
 def not_found(req, resp, ex, params):
@@ -162,7 +172,7 @@ class CampaignResource:
                 title="No data yet", description=str(exc), retry_after=RETRY_AFTER) from None
         if pick.degraded:
             self.metrics.degraded_answer(pick.degraded)
-        self.metrics.banner_served(campaign)
+        self.metrics.banner_served(quarter, campaign, pick.banner_id)
         banner = pick.banner_id
         if not cookie:
             resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner), max_age=visitors.COOKIE_MAX_AGE, path="/",
@@ -289,7 +299,7 @@ def route_of(path: str) -> str:
         return "/campaigns/{id}"
     if path.startswith("/banners/"):
         return "/banners/{id}"
-    if path in ("/", "/healthz", "/readyz", "/metrics"):
+    if path in ("/", "/healthz", "/readyz", "/metrics", "/dashboard"):
         return path
     return "other"
 
@@ -334,4 +344,5 @@ def create_app(store: SelectionStore, quarter: Callable[[], int], images: ImageD
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(store))
     app.add_route("/metrics", MetricsResource(metrics, store))
+    app.add_route("/dashboard", DashboardResource(store, quarter, metrics, images, wants_json, page, HTML_HEADERS))
     return Instrumented(app, metrics)

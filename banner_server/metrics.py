@@ -19,7 +19,9 @@ from pathlib import Path
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _LE = tuple(repr(b) for b in BUCKETS) + ("+Inf",)
-CAPACITY = 16384  # series per worker; campaigns beyond that are counted as "other"
+# Series per worker (8 bytes each in its file): served counts are kept per quarter,
+# campaign and banner for the dashboard; names beyond it are not reported.
+CAPACITY = 1 << 18
 _D = struct.Struct("d")
 SEP = "\x1f"
 
@@ -97,7 +99,7 @@ class Metrics:
         self.dir = Path(directory) if directory else None
         self.counters = Counters(self.dir, capacity)
         self._observed: dict[tuple, tuple[int, int, int]] = {}
-        self._served: dict[int, int] = {}
+        self._served: dict[tuple[int, int, int], int] = {}
 
     def observe(self, route: str, status: str, seconds: float) -> None:
         bucket = bisect.bisect_left(BUCKETS, seconds)
@@ -115,10 +117,11 @@ class Metrics:
             values[slots[1]] += 1.0
             values[slots[2]] += seconds
 
-    def banner_served(self, campaign: int) -> None:
-        slot = self._served.get(campaign)
+    def banner_served(self, quarter: int, campaign: int, banner: int) -> None:
+        key = (quarter, campaign, banner)
+        slot = self._served.get(key)
         if slot is None:
-            slot = self._served[campaign] = self.counters.slot(f"served{SEP}{campaign}")
+            slot = self._served[key] = self.counters.slot(f"served{SEP}{quarter}{SEP}{campaign}{SEP}{banner}")
         with self.counters.lock:
             self.counters.values[slot] += 1.0
 
@@ -127,6 +130,16 @@ class Metrics:
 
     def totals(self) -> dict[str, float]:
         return read_all(self.dir) if self.dir else dict(self.counters.items())
+
+    def served(self) -> dict[tuple[int, int, int], int]:
+        """(quarter, campaign, banner) -> banners served since the server started, all workers."""
+        out = {}
+        for name, value in self.totals().items():
+            kind, *labels = name.split(SEP)
+            if kind == "served" and len(labels) == 3:
+                q, c, b = map(int, labels)
+                out[q, c, b] = int(value)
+        return out
 
     def render(self, gauges: dict[str, float] | None = None) -> str:
         requests, buckets, sums, served, degraded = {}, {}, {}, {}, {}
@@ -139,7 +152,7 @@ class Metrics:
             elif kind == "sum":
                 sums[labels[0]] = value
             elif kind == "served":
-                served[labels[0]] = value
+                served[labels[1]] = served.get(labels[1], 0.0) + value  # per campaign
             elif kind == "degraded":
                 degraded[labels[0]] = value
         out = ["# HELP banners_http_requests_total HTTP requests by route and status.",

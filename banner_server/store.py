@@ -156,6 +156,7 @@ class SelectionStore:
         # answers still say which data they come from.
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
+        self.records: list[dict] = []
         self.quarters: tuple[int, ...] = ()
         # After a failure, answer from the snapshot for retry_after seconds instead of
         # paying a timeout on every request; then let one request probe Redis again.
@@ -203,6 +204,7 @@ class SelectionStore:
         found, records = read_selections(self.r, self.keys, version)
         if found is None:
             return  # superseded between the pick and this read; the next pick tells
+        self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
         self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
         self.version = version

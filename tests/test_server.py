@@ -344,7 +344,7 @@ def test_metrics_add_up_across_workers(tmp_path):
     a, b = Metrics(tmp_path), Metrics(tmp_path)  # two workers' files in one folder
     a.observe("/x", "200", 0.001)
     b.observe("/x", "200", 0.002)
-    b.banner_served(7)
+    b.banner_served(1, 7, 101)
     text = Metrics(tmp_path).render()
     assert 'banners_http_requests_total{route="/x",status="200"} 2' in text
     assert 'banners_http_request_duration_seconds_bucket{route="/x",le="0.001"} 1' in text
@@ -427,3 +427,29 @@ def test_a_bad_setting_names_its_variable(name, value):
 
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_dashboard_json_and_html(loaded):
+    metrics = Metrics()
+    client, _ = make_client(loaded, clock=Clock(minute=20), metrics=metrics)  # quarter 2 is now
+    served = Counter(draws(client, ["/campaigns/7"] * 12))
+    data = client.simulate_get("/dashboard", headers=JSON).json
+    assert [q["quarter"] for q in data["quarters"]] == [2, 1, 3, 4]  # the current quarter first
+    assert data["quarters"][0]["current"] and data["current_quarter"] == 2
+    c7 = next(c for c in data["quarters"][0]["campaigns"] if c["campaign_id"] == 7)
+    assert c7["scenario"] == "top_clicks" and c7["x"] == 0
+    assert {b["banner_id"]: b["served"] for b in c7["banners"]} == {b: served.get(b, 0) for b in (102, 200, 300, 400, 500)}
+    assert all(b["image_url"] == f"/banners/{b['banner_id']}.svg" and b["source"] == "clicks" for b in c7["banners"])
+    res = client.simulate_get("/dashboard")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
+    assert res.text.index("Quarter 2") < res.text.index("Quarter 1")
+    assert '<img src="/banners/102.svg"' in res.text and "<meter" in res.text and "top_clicks" in res.text
+    assert "style=" not in res.text and "<script" not in res.text  # the strict CSP holds
+    assert "default-src 'none'" in res.headers["content-security-policy"]
+
+
+def test_dashboard_before_any_load_says_what_to_do(server_redis):
+    client, _ = make_client(server_redis)
+    res = client.simulate_get("/dashboard")
+    assert res.status_code == 200 and "banners load" in res.text
+    assert client.simulate_get("/dashboard", headers=JSON).json["quarters"] == []
