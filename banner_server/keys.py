@@ -8,7 +8,8 @@ never read across two versions.
     {p}current                      string: the version being served, e.g. ``12-9f3a1c``
     {p}version_seq                  counter: the number part of the last version id
     {p}versions                     set: every version that may still have keys
-    {p}load_lock                    string: held by the load that is publishing (TTL)
+    {p}load_lock                    string: the running load's token, from its start to its end;
+                                    a 10 s lease renewed while it lives (loader.publish.LoadLock)
     {p}v:{ver}:meta                 hash: seed, loaded_at, data_dir, quarters, ...
     {p}v:{ver}:files                hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}v:{ver}:selections           string: JSON of `banners show --json`

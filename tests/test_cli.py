@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,25 +30,108 @@ def data(tmp_path):
     return root
 
 
+@pytest.fixture
+def full(data):
+    """`data` with a little of every quarter: a load of it publishes all four."""
+    for q in (2, 3, 4):
+        write(data, f"{q}/impressions_{q}.csv", IMPS + f"10{q},7\n")
+    return data
+
+
 def run(runner, redis_proc, *args):
     return runner.invoke(cli.main, [*args, "--redis-url", redis_proc.url], catch_exceptions=False)
 
 
-def test_load_then_show_json(runner, redis_proc, real_redis, data, tmp_path):
+def test_load_then_show_json(runner, redis_proc, real_redis, full, tmp_path):
     log = tmp_path / "rej.jsonl"
-    res = run(runner, redis_proc, "load", str(data), "--seed", "3", "--reject-log", str(log))
+    res = run(runner, redis_proc, "load", str(full), "--seed", "3", "--reject-log", str(log))
     assert res.exit_code == 0, res.output
     assert "seed: 3" in res.output and "no rejections" in res.output
     assert log.read_text() == ""
-    res = run(runner, redis_proc, "show", "--json")
+    res = run(runner, redis_proc, "show", "--json", "--quarter", "1")
     assert json.loads(res.output) == [{
         "quarter": 1, "campaign_id": 7, "scenario": "revenue_then_clicks", "x": 1,
         "banners": [{"banner_id": 100, "revenue": 2.5, "clicks": 1, "source": "revenue"},
                     {"banner_id": 101, "revenue": 0.0, "clicks": 2, "source": "clicks"}]}]
-    res = run(runner, redis_proc, "show", "--quarter", "2", "--json")
-    assert json.loads(res.output) == []
-    res = run(runner, redis_proc, "show", "--campaign", "7")
-    assert "Q1 campaign    7  revenue_then_clicks" in res.output
+    assert [r["quarter"] for r in json.loads(run(runner, redis_proc, "show", "--json").output)] == [1, 2, 3, 4]
+
+
+def test_show_prints_a_table_one_banner_per_line(runner, redis_proc, real_redis, sample_dir):
+    assert run(runner, redis_proc, "load", str(sample_dir(3, 0.02)), "-q", "--reject-log", os.devnull).exit_code == 0
+    records = json.loads(run(runner, redis_proc, "show", "--json").output)
+    res = run(runner, redis_proc, "show")
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0
+    assert lines[0].split() == ["quarter", "campaign", "scenario", "x", "rank", "banner", "source", "revenue",
+                                "clicks"]
+    assert len(lines) == 1 + sum(len(r["banners"]) for r in records)
+    assert max(map(len, lines)) < 100  # was one line of up to 400 characters per campaign
+    first = records[0]
+    assert lines[1].split() == [str(first["quarter"]), str(first["campaign_id"]), first["scenario"],
+                                str(first["x"]), "1", str(first["banners"][0]["banner_id"]),
+                                first["banners"][0]["source"], cli._money(first["banners"][0]["revenue"]),
+                                str(first["banners"][0]["clicks"])]
+
+
+def test_show_of_nothing_that_matches_exits_1(runner, redis_proc, real_redis, data):
+    run(runner, redis_proc, "load", str(data), "-q", "--reject-log", os.devnull)
+    res = run(runner, redis_proc, "show", "--campaign", "999")
+    assert res.exit_code == 1 and "no selection for campaign 999" in res.stderr
+    res = run(runner, redis_proc, "show", "--quarter", "2", "--campaign", "7", "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout) == [] and "quarter 2 and campaign 7" in res.stderr
+
+
+def test_read_only_commands_never_start_the_embedded_redis(runner, tmp_path):
+    typo = tmp_path / "typo"
+    for cmd in (["status"], ["show"], ["status", "--json"]):
+        res = runner.invoke(cli.main, [*cmd, "--state-dir", str(typo)], env={"BANNERS_REDIS_URL": None})
+        assert res.exit_code == 1, (cmd, res.output)
+        assert f"no embedded Redis is running in the state folder {typo}" in res.stderr
+        assert "--redis-url" in res.stderr and "Traceback" not in res.output
+    assert not typo.exists()  # was created, with a new empty Redis in it
+    res = runner.invoke(cli.main, ["redis", "stop", "--state-dir", str(typo)])
+    assert res.exit_code == 0 and "not running" in res.output and not typo.exists()
+
+
+def test_load_checks_redis_before_reading_any_file(runner, full, tmp_path):
+    log = tmp_path / "rej.jsonl"
+    res = runner.invoke(cli.main, ["load", str(full), "--redis-url", f"unix://{tmp_path}/nope.sock",
+                                   "--reject-log", str(log)])
+    assert res.exit_code == 1 and "cannot reach Redis" in res.stderr
+    assert res.stdout == "" and not log.exists()  # no seed, no table: nothing was read
+
+
+def test_load_of_a_folder_without_csv_files_says_so(runner, redis_proc, real_redis, tmp_path):
+    (tmp_path / "empty" / "1").mkdir(parents=True)
+    (tmp_path / "empty" / "1" / "notes.txt").write_text("x")
+    res = run(runner, redis_proc, "load", str(tmp_path / "empty"), "--reject-log", str(tmp_path / "r.jsonl"))
+    assert res.exit_code == 1
+    assert f"no *.csv files under {tmp_path / 'empty'}" in res.stderr
+    assert res.stdout == "" and not (tmp_path / "r.jsonl").exists()
+
+
+def test_quiet_load_prints_problems_and_one_final_line(runner, redis_proc, real_redis, full):
+    res = run(runner, redis_proc, "load", str(full), "-q", "--seed", "5", "--reject-log", os.devnull)
+    assert res.exit_code == 0 and res.stderr == ""
+    assert res.stdout.count("\n") == 1 and res.stdout.startswith("published version ")
+    assert "(seed 5)" in res.stdout
+    write(full, "2/bad.csv", CLICKS + "x,1,1\n")
+    res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
+    assert res.exit_code == 3 and res.stdout.count("\n") == 1
+    assert res.stderr.startswith("warning: 1 invalid input(s) rejected")
+
+
+def test_a_load_missing_a_quarter_says_so_and_exits_3(runner, redis_proc, real_redis, full):
+    (full / "3" / "impressions_3.csv").unlink()
+    res = run(runner, redis_proc, "load", str(full), "--reject-log", os.devnull)
+    assert res.exit_code == 3, res.output
+    assert f"quarter 3 has no data: no file of quarter 3 under {full}" in res.stderr
+    assert "minutes 30-44" in res.stderr and "quarter 2 has" not in res.stderr
+    assert "published version" in res.stdout
+    assert {r["quarter"] for r in json.loads(run(runner, redis_proc, "show", "--json").output)} == {1, 2, 4}
+    write(full, "3/impressions_3.csv", "no,header,here\n1,2,3\n")
+    res = run(runner, redis_proc, "load", str(full), "--reject-log", os.devnull)
+    assert res.exit_code == 3 and "quarter 3 has no data: all 1 file(s) of quarter 3 were rejected" in res.stderr
 
 
 def test_status_json(runner, redis_proc, real_redis, data):
@@ -79,9 +164,9 @@ def test_exit_3_on_invalid_input_and_reject_log_lines(runner, redis_proc, real_r
     assert json.loads(run(runner, redis_proc, "show", "--json").output)  # published
 
 
-def test_duplicates_alone_exit_0(runner, redis_proc, real_redis, data):
-    write(data, "1/more.csv", CLICKS + "3,101,7\n")
-    res = run(runner, redis_proc, "load", str(data), "--seed", "1", "--reject-log", os.devnull)
+def test_duplicates_alone_exit_0(runner, redis_proc, real_redis, full):
+    write(full, "1/more.csv", CLICKS + "3,101,7\n")
+    res = run(runner, redis_proc, "load", str(full), "--seed", "1", "--reject-log", os.devnull)
     assert res.exit_code == 0
 
 
@@ -90,6 +175,66 @@ def test_strict_publishes_nothing_and_exits_1(runner, redis_proc, real_redis, da
     res = run(runner, redis_proc, "load", str(data), "--strict", "--reject-log", os.devnull)
     assert res.exit_code == 1 and "--strict" in res.output
     assert "nothing published" in run(runner, redis_proc, "status").output
+
+
+def test_a_load_that_publishes_nothing_leaves_the_reject_log_in_place(runner, redis_proc, real_redis, full,
+                                                                        tmp_path):
+    log = tmp_path / "rej.jsonl"
+    write(full, "1/more.csv", CLICKS + "3,101,7\n")  # one duplicate_row: published, exit 0
+    assert run(runner, redis_proc, "load", str(full), "--reject-log", str(log)).exit_code == 0
+    serving = log.read_text()
+    assert [json.loads(x)["reason"] for x in serving.splitlines()] == ["duplicate_row"]
+    write(full, "2/bad.csv", CLICKS + "x,1,1\n")
+    res = run(runner, redis_proc, "load", str(full), "--strict", "--reject-log", str(log))
+    assert res.exit_code == 1 and log.read_text() == serving  # was rewritten by the load that published nothing
+    failed = tmp_path / "rej.failed.jsonl"
+    assert f"this load's 2 rejection(s) are in {failed}" in res.stderr
+    assert [json.loads(x)["reason"] for x in failed.read_text().splitlines()] == ["duplicate_row", "invalid"]
+    res = runner.invoke(cli.main, ["load", str(full), "--reject-log", str(log),
+                                   "--redis-url", f"unix://{tmp_path}/nope.sock"])
+    assert res.exit_code == 1 and log.read_text() == serving
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "rej.failed.jsonl", "rej.jsonl"]  # no temp left
+    res = run(runner, redis_proc, "load", str(full), "--reject-log", str(log))
+    assert res.exit_code == 3 and len(log.read_text().splitlines()) == 2  # published: the log follows
+
+
+def test_default_reject_log_is_in_the_state_folder(runner, redis_proc, real_redis, full, tmp_path):
+    state = tmp_path / "state"
+    write(full, "1/more.csv", CLICKS + "3,101,7\n")
+    res = run(runner, redis_proc, "load", str(full), "--state-dir", str(state))
+    assert res.exit_code == 0 and f"1 rejection(s) logged to {state / 'rejected.jsonl'}" in res.stdout
+    assert len((state / "rejected.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_reject_log_in_a_missing_folder_is_a_usage_error(runner, redis_proc, real_redis, full, tmp_path):
+    res = run(runner, redis_proc, "load", str(full), "--reject-log", str(tmp_path / "no" / "such" / "r.jsonl"))
+    assert res.exit_code == 2 and "--reject-log" in res.stderr and "does not exist" in res.stderr
+    assert not (tmp_path / "no").exists()
+    assert real_redis.get("banners:current") is None
+
+
+def test_old_version_cleanup_failing_after_the_switch_still_reports_published(runner, redis_proc, real_redis, full,
+                                                                             monkeypatch):
+    import redis as redis_lib
+
+    import loader.publish as publish_mod
+
+    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
+    real_delete = publish_mod._delete_version
+
+    def lost_connection(*args):
+        raise redis_lib.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(publish_mod, "_delete_version", lost_connection)
+    res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
+    current = real_redis.get("banners:current").decode()
+    assert res.exit_code == 0, res.output  # was 1, "the previous data keeps serving": untrue
+    assert res.stdout.startswith(f"published version {current} ")
+    assert "removing the old versions failed (Connection reset by peer); the next load removes them" in res.stderr
+    assert len(real_redis.smembers("banners:versions")) == 2
+    monkeypatch.setattr(publish_mod, "_delete_version", real_delete)
+    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
+    assert real_redis.smembers("banners:versions") == {real_redis.get("banners:current")}
 
 
 def test_no_valid_data_exits_1(runner, redis_proc, real_redis, tmp_path):
@@ -152,34 +297,161 @@ def test_sample_data_has_every_scenario_and_a_few_duplicates(runner, redis_proc,
     assert any(len(r["banners"]) < 5 for r in records)
 
 
-def test_embedded_redis_started_reused_and_stopped(tmp_path, data):
-    state = tmp_path / "state"
+BANNERS = [sys.executable, "-m", "cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def banners(*args, env=None, **kw):
+    """`banners ARGS` as its own process (what a user runs)."""
+    return subprocess.run([*BANNERS, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+
+
+def embedded_env(state):
     env = {**os.environ, "BANNERS_STATE_DIR": str(state)}
     env.pop("BANNERS_REDIS_URL", None)
-    banners = [sys.executable, "-m", "cli"]
-    cwd = Path(__file__).resolve().parent.parent
+    return env
+
+
+def test_embedded_redis_started_reused_and_stopped(tmp_path, full):
+    state = tmp_path / "state"
+    env = embedded_env(state)
     try:
-        p = subprocess.run([*banners, "load", str(data), "--seed", "1"], env=env, cwd=cwd, capture_output=True, text=True)
+        p = banners("load", str(full), "--seed", "1", env=env)
         assert p.returncode == 0, p.stderr
         emb = EmbeddedRedis(state)
         pid = emb.pid()
         assert pid and (state / "rejected.jsonl").exists()
-        p = subprocess.run([*banners, "show", "--json"], env=env, cwd=cwd, capture_output=True, text=True)
+        p = banners("show", "--json", env=env)
         assert json.loads(p.stdout)[0]["campaign_id"] == 7
         assert emb.pid() == pid  # reused, not restarted
-        # a restart keeps what was published (RDB written after the load)
+        # stopped, the read-only commands say so and do not start it again
         assert emb.stop()
-        p = subprocess.run([*banners, "show", "--json"], env=env, cwd=cwd, capture_output=True, text=True)
+        p = banners("show", "--json", env=env)
+        assert p.returncode == 1 and f"no embedded Redis is running in the state folder {state}" in p.stderr
+        assert emb.pid() is None
+        # a restart keeps what was published (RDB written after the load)
+        assert banners("redis", "start", env=env).returncode == 0
+        p = banners("show", "--json", env=env)
         assert json.loads(p.stdout)[0]["campaign_id"] == 7
+        # one of ours that froze is replaced (and killed: it is proven ours)
+        frozen = emb.pid()
+        os.kill(frozen, signal.SIGSTOP)
+        assert banners("redis", "start", env=env).returncode == 0
+        assert emb.pid() not in (None, frozen) and not _alive(frozen)
         # stale pid file and socket are cleaned up
         emb.stop()
         (state / "redis.pid").write_text("999999\n")
         (state / "redis.sock").write_text("")
-        p = subprocess.run([*banners, "status", "--json"], env=env, cwd=cwd, capture_output=True, text=True)
+        assert banners("redis", "start", env=env).returncode == 0
+        p = banners("status", "--json", env=env)
         assert p.returncode == 0 and json.loads(p.stdout)["loaded"], p.stderr
     finally:
-        subprocess.run([*banners, "redis", "stop"], env=env, cwd=cwd, capture_output=True)
+        banners("redis", "stop", env=env)
     assert EmbeddedRedis(state).pid() is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_stale_pid_file_never_gets_another_process_killed(tmp_path, full):
+    """redis.pid outlives its server; by the time a command reads it the pid may be
+    anyone's.  A `sleep` of the same user was SIGKILLed by the next command."""
+    state = tmp_path / "state"
+    state.mkdir()
+    env = embedded_env(state)
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        (state / "redis.pid").write_text(f"{sleeper.pid}\n")
+        (state / "redis.url").write_text(f"unix://{state}/redis.sock\n")
+        for cmd in (["status"], ["redis", "stop"], ["redis", "start"], ["load", str(full), "-q"], ["redis", "stop"]):
+            (state / "redis.pid").write_text(f"{sleeper.pid}\n")  # stale again after a start
+            banners(*cmd, env=env)
+            assert sleeper.poll() is None, f"`banners {' '.join(cmd)}` killed pid {sleeper.pid}"
+        assert EmbeddedRedis(state).pid() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        banners("redis", "stop", env=env)
+
+
+# A `banners load` that stops at a chosen point (before reading its files, or while
+# writing its version) until told to go on, with the lease length it is given.
+HELD_LOAD = """
+import os, sys, time
+import loader.pipeline as pipeline, loader.publish as publish
+publish.LOAD_LEASE = float(os.environ["HELD_LEASE"])
+gate = os.environ["HELD_GATE"]
+mod, name = (pipeline, "compute") if os.environ["HELD_AT"] == "compute" else (publish, "_write_version")
+real = getattr(mod, name)
+def held(*args, **kw):
+    open(gate + ".reached", "w").close()
+    while not os.path.exists(gate + ".go"):
+        time.sleep(0.02)
+    return real(*args, **kw)
+setattr(mod, name, held)
+import cli
+cli.main(prog_name="banners")
+"""
+
+
+def held_load(url, data, gate, at, lease):
+    env = {**os.environ, "HELD_LEASE": str(lease), "HELD_GATE": str(gate), "HELD_AT": at}
+    proc = subprocess.Popen([sys.executable, "-c", HELD_LOAD, "load", str(data), "-q", "--redis-url", url,
+                             "--reject-log", os.devnull], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not Path(f"{gate}.reached").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the held load never got there"
+        time.sleep(0.02)
+    return proc
+
+
+def test_two_concurrent_loads_the_second_exits_1(redis_proc, real_redis, full, tmp_path):
+    gate = tmp_path / "gate"
+    first = held_load(redis_proc.url, full, gate, at="compute", lease=2.0)
+    try:
+        # The first load holds the lock before it reads a file (it waits at compute).
+        second = banners("load", str(full), "--redis-url", redis_proc.url, "--reject-log", os.devnull)
+        assert second.returncode == 1, second.stdout + second.stderr  # was 0: both published
+        assert "another load is running" in second.stderr and second.stdout == ""
+        # The lease is renewed while the first load lives: held past one and a half leases.
+        until = time.monotonic() + 3.0
+        while time.monotonic() < until:
+            assert real_redis.exists("banners:load_lock")
+            time.sleep(0.1)
+        assert banners("load", str(full), "--redis-url", redis_proc.url, "--reject-log",
+                       os.devnull).returncode == 1
+        Path(f"{gate}.go").touch()
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, out + err
+    finally:
+        first.kill()
+        first.wait()
+    assert not real_redis.exists("banners:load_lock")  # released by its owner at the end
+
+
+def test_a_load_killed_while_publishing_blocks_the_next_only_for_its_lease(runner, redis_proc, real_redis, full,
+                                                                            tmp_path):
+    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
+    before = real_redis.get("banners:current")
+    killed = held_load(redis_proc.url, full, tmp_path / "gate", at="_write_version", lease=1.0)
+    ttl = real_redis.pttl("banners:load_lock")
+    killed.kill()
+    killed.wait()
+    assert 0 < ttl <= 1000  # was 10 minutes: every load exited 1 for that long
+    deadline = time.monotonic() + 10
+    while real_redis.exists("banners:load_lock") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
+    assert res.exit_code == 0, res.output
+    assert real_redis.get("banners:current") != before
+    assert real_redis.smembers("banners:versions") == {real_redis.get("banners:current")}  # leftovers removed
 
 
 def test_serve_refuses_an_address_it_cannot_listen_on(runner, redis_proc, tmp_path):

@@ -7,7 +7,7 @@ import loader.publish as publish_mod
 from banner_server.catalog import current_version, read_selections, read_status
 from banner_server.keys import Keys
 from loader.pipeline import compute
-from loader.publish import PublishError, publish
+from loader.publish import CleanupFailed, LoadLock, LoadRunning, PublishError, publish
 
 KEYS = Keys()
 
@@ -79,9 +79,50 @@ def test_killed_half_way_leftovers_are_removed_by_next_load(any_redis, result):
 
 
 def test_concurrent_load_is_refused(any_redis, result):
-    any_redis.set(KEYS.load_lock, "someone-else")
-    with pytest.raises(PublishError, match="another load"):
+    any_redis.set(KEYS.load_lock, "someone-else", px=5000)
+    with pytest.raises(LoadRunning, match=r"another load is running \(its lease ends in [0-5]\.\d s"):
         publish(any_redis, KEYS, result, {})
+    assert any_redis.get(KEYS.load_lock) == b"someone-else"  # and not released by the loser
+
+
+def test_load_lock_is_one_at_a_time_and_only_its_owner_releases_it(any_redis):
+    first = LoadLock(any_redis, KEYS, lease=5).acquire()
+    assert 0 < any_redis.pttl(KEYS.load_lock) <= 5000
+    with pytest.raises(LoadRunning):
+        LoadLock(any_redis, KEYS).acquire()
+    first.release()
+    assert not any_redis.exists(KEYS.load_lock)
+    # A lock that expired while its owner was paused and was taken by another load
+    # is not released by the first owner when it wakes up.
+    stale = LoadLock(any_redis, KEYS, lease=5).acquire()
+    any_redis.delete(KEYS.load_lock)
+    with LoadLock(any_redis, KEYS) as current:
+        stale.release()
+        assert any_redis.get(KEYS.load_lock) == current.token.encode()
+
+
+def test_a_load_that_lost_its_lock_cannot_switch(any_redis, result):
+    v1 = publish(any_redis, KEYS, result, {})
+    with LoadLock(any_redis, KEYS) as lock:
+        any_redis.set(KEYS.load_lock, "another-load")  # ours expired; another load took it
+        with pytest.raises(PublishError, match="lost its lock"):
+            publish(any_redis, KEYS, result, {}, lock)
+    assert current_version(any_redis, KEYS) == v1
+    assert any_redis.smembers(KEYS.versions) == {v1.encode()}  # its own version was removed
+
+
+def test_cleanup_failing_after_the_switch_says_the_new_version_is_current(any_redis, result, monkeypatch):
+    v1 = publish(any_redis, KEYS, result, {})
+
+    def fail_delete(*args):
+        raise redis.ConnectionError("connection lost")
+
+    monkeypatch.setattr(publish_mod, "_delete_version", fail_delete)
+    with pytest.raises(CleanupFailed) as err:
+        publish(any_redis, KEYS, result, {})
+    assert current_version(any_redis, KEYS) == err.value.version != v1
+    assert "connection lost" in err.value.reason
+    assert not any_redis.exists(KEYS.load_lock)
 
 
 def test_same_folder_twice_publishes_same_selections(any_redis, sample):
