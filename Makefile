@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export BANNERS_STATE_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test fuzz bench stress bench-loader stop clean sample
+.PHONY: install run test fuzz bench stress bench-loader stop clean sample screenshot
 
 install: $(STAMP)
 
@@ -48,3 +48,8 @@ stop:
 
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .hypothesis
+
+# The README's picture of /dashboard, from a server on 127.0.0.1:8000 (`make run`),
+# in headless Chromium (apt-get install chromium).
+screenshot: install
+	$(BIN)/python docs/screenshot.py http://127.0.0.1:8000/dashboard docs/dashboard.png --width 900 --height 1000
