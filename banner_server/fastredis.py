@@ -147,6 +147,39 @@ class FastRedis:
                 raise
         return self._send(packed, self._connect(), local.reader)
 
+    def _exchange(self, packed: bytes, n: int) -> list:
+        """Sends n pipelined commands in one write and returns their n replies; error
+        replies are returned as hiredis.ReplyError values, for the caller to judge (a
+        cluster's ASKING + command).  Connection problems raise FastRedisError, and a
+        reused connection Redis had closed is reopened once, as in _roundtrip."""
+        local = self._local
+        sock = getattr(local, "sock", None)
+        if sock is not None:
+            try:
+                return self._send_many(packed, n, sock, local.reader)
+            except FastRedisError as exc:
+                if not isinstance(exc.__cause__, _DEAD):
+                    raise
+        return self._send_many(packed, n, self._connect(), local.reader)
+
+    def _send_many(self, packed: bytes, n: int, sock: socket.socket, reader) -> list:
+        replies = []
+        try:
+            sock.sendall(packed)
+            while len(replies) < n:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionResetError("connection closed by Redis")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise FastRedisError(f"{type(exc).__name__}: {exc}") from exc
+        return replies
+
     # -- the one command ----------------------------------------------------------
     def script(self, source: str) -> "FastScript":
         return FastScript(self, source)
