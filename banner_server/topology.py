@@ -315,6 +315,8 @@ class LazyClient:
         return self._client
 
     def __getattr__(self, name):
+        if name.startswith("__") or name in ("_args", "_client", "_lock"):
+            raise AttributeError(name)  # copy/pickle probes, or __init__ not run yet
         return getattr(self.resolve(), name)
 
     def close(self) -> None:
