@@ -243,7 +243,7 @@ def _detect_client(url: str, timeout: float, connect_timeout: float | None):
         return client
     try:
         if _url_db(url):
-            raise ValueError(f"a Redis Cluster has only database 0: drop the database from the URL")
+            raise ValueError("a Redis Cluster has only database 0: drop the database from the URL")
         # Every node the cluster reports seeds the client: it can start from any of them.
         seeds = _slot_map_addrs(client.execute_command("CLUSTER", "SLOTS"), _url_addr(url))
     finally:

@@ -37,6 +37,17 @@ def test_sentinel_urls_are_parsed():
     assert t.master_url("h", 7) == "rediss://:pw@h:7/2?ssl_cert_reqs=none"
 
 
+def test_cluster_nodes_get_the_urls_credentials_and_tls_settings():
+    from redis.connection import parse_url
+
+    from banner_server.topology import _node_url
+
+    assert _node_url("rediss://u:p%40ss@seed:7000/0?ssl_cert_reqs=none&db=0", "10.0.0.2", 7001) == \
+        "rediss://u:p%40ss@10.0.0.2:7001?ssl_cert_reqs=none"
+    assert _node_url("unix://:pw@/run/redis.sock", "::1", 7002) == "redis://:pw@[::1]:7002"
+    assert parse_url(_node_url("redis://:p%40ss@seed:1", "h", 2))["password"] == "p@ss"
+
+
 @pytest.mark.parametrize("url, message", [
     ("http://127.0.0.1:6379", "redis://"),
     ("redis://127.0.0.1:99999", "[Pp]ort"),
