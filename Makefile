@@ -49,6 +49,7 @@ deploy-check: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yml
 	$(BIN)/cfn-lint --include-checks I -- deploy/aws/banners.yaml
 	deploy/systemd/verify.sh
+	$(BIN)/shellcheck deploy/install-host.sh deploy/aws/bootstrap.sh deploy/aws/deploy.sh deploy/systemd/verify.sh
 
 # Creates or updates the AWS stack (needs the AWS CLI, credentials and VPC_ID,
 # LB_SUBNETS, INSTANCE_SUBNETS, REPO: see deploy/aws/deploy.sh). Never run by CI.

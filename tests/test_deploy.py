@@ -498,3 +498,74 @@ def test_load_once_exit_status_and_empty_folder(tmp_path):
     result = run_once(empty, env)  # Redis unreachable: the load's own exit status, 1
     assert result.returncode == 1, result.stdout + result.stderr
     assert run_once(tmp_path / "missing", env).returncode == 2
+
+
+# --- AWS: what cannot run here is checked against the template ---------------------------
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short forms (!Ref, !Sub, ...) as {"Fn::...": value}."""
+
+
+def _cfn_tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        return {name: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def template() -> dict:
+    return yaml.load((DEPLOY / "aws" / "banners.yaml").read_text(), Loader=CfnLoader)
+
+
+@pytest.mark.parametrize("launch_template", ["WebTemplate", "LoaderTemplate"])
+def test_user_data_is_clean_shell_calling_the_bootstrap(launch_template, tmp_path):
+    """The hosts' user data runs only in EC2: ShellCheck reads it here, with the
+    template's ${...} placeholders filled in."""
+    resource = template()["Resources"][launch_template]
+    script = resource["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    role = "web" if launch_template == "WebTemplate" else "loader"
+    assert f"/opt/banners/src/deploy/aws/bootstrap.sh {role}\n" in script
+    assert f"--resource {role.capitalize()}Group " in script  # signals its own group's CreationPolicy
+    path = tmp_path / "user-data.sh"
+    path.write_text(re.sub(r"\$\{([\w:.]+)\}", "placeholder", script))
+    check = subprocess.run([str(VENV_BIN / "shellcheck"), str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_deploy_script_passes_only_parameters_the_template_has(tmp_path):
+    """deploy.sh with a recording `aws` first on PATH (there is no cloud to call)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    (fake / "aws").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {calls}\necho ---- >> {calls}\n')
+    (fake / "aws").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "VPC_ID": "vpc-1", "VPC_CIDR": "10.1.0.0/16",
+           "LB_SUBNETS": "subnet-a,subnet-b", "INSTANCE_SUBNETS": "subnet-c,subnet-d",
+           "REPO": "https://git.example/banner-server.git", "KEY_NAME": "ops", "SSH_CIDR": "192.0.2.0/24",
+           "INSTANCE_TYPE": "c6i.large", "ALLOWED_CIDR": "0.0.0.0/0", "WEB_MIN": "3", "WEB_MAX": "9",
+           "CACHE_NODE_TYPE": "cache.m7g.large"}
+    run = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    deploy, describe, _ = calls.read_text().split("----\n")
+    argv = deploy.split("\n")[:-1]
+    assert argv[:2] == ["cloudformation", "deploy"]
+    assert argv[argv.index("--template-file") + 1] == str(DEPLOY / "aws" / "banners.yaml")
+    assert "CAPABILITY_IAM" in argv
+    overrides = dict(a.split("=", 1) for a in argv[argv.index("--parameter-overrides") + 1:])
+    parameters = template()["Parameters"]
+    assert set(overrides) <= set(parameters)
+    # every parameter without a default is given, and each value is one the template allows
+    assert {name for name, p in parameters.items() if "Default" not in p} <= set(overrides)
+    for name, value in overrides.items():
+        assert value in parameters[name].get("AllowedValues", [value]), name
+    assert overrides["LoadBalancerSubnets"] == "subnet-a,subnet-b" and overrides["KeyName"] == "ops"
+    assert describe.startswith("cloudformation\ndescribe-stacks\n")
+
+    missing = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env={**env, "VPC_ID": ""}, capture_output=True,
+                             text=True)
+    assert missing.returncode != 0 and "VPC_ID" in missing.stderr

@@ -19,10 +19,10 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/etc/systemd/system" "$root/usr/lib/systemd"
 cp -R "$system_units" "$root/usr/lib/systemd/system"
-units=""
+set --
 for unit in "$here"/*.service "$here"/*.path "$here"/*.timer; do
     cp "$unit" "$root/etc/systemd/system/"
-    units="$units /etc/systemd/system/$(basename "$unit")"
+    set -- "$@" "/etc/systemd/system/$(basename "$unit")"
 done
 # Exec lines: strip the key and systemd's prefixes (-@:+!), keep the program path.
 sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' "$here"/*.service | sort -u | while read -r program; do
@@ -32,9 +32,9 @@ sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' "$here"/*.service | sort -u
 done
 
 # verify prints nothing on success; it also exits 0 after some warnings, so stderr decides.
-errors=$(cd "$root" && "$systemd_analyze" verify --root="$root" --man=no $units 2>&1 >/dev/null) || true
+errors=$(cd "$root" && "$systemd_analyze" verify --root="$root" --man=no "$@" 2>&1 >/dev/null) || true
 if [ -n "$errors" ]; then
     printf '%s\n' "$errors" >&2
     exit 1
 fi
-echo "systemd-analyze verify: $(echo $units | wc -w) units ok"
+echo "systemd-analyze verify: $# units ok"
