@@ -16,28 +16,60 @@ from pathlib import Path
 
 import click
 
+from banner_server import config
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 # The generator holds a whole quarter in memory: x100 is 80 M rows, 660 MB of CSV and
 # a 1.2 GB peak; far beyond that a laptop runs out of memory, not of patience.
 MAX_SAMPLE_SCALE = 100.0
 
 
-def _redis_options(fn):
-    fn = click.option(
-        "--state-dir",
-        envvar="BANNERS_STATE_DIR",
-        default="var",
-        show_default=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Folder of the embedded Redis, its data and the reject log (env BANNERS_STATE_DIR).",
+class _Setting(click.ParamType):
+    """An option that is a BANNERS_* variable, checked by config.py.  (click's error
+    names the variable along with the option.)"""
+
+    def __init__(self, var, parse=None):
+        self.var = var
+        self.parse = parse or var.parse
+        self.name = var.name
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value  # a default, or a flag, already converted
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(f"{config.mask_password(value)!r} {exc}", param, ctx)
+
+    def split_envvar_value(self, rv):
+        return config.split_networks(rv)  # the one list variable: networks, by commas or spaces
+
+
+class _BoolSetting(_Setting, click.types.BoolParamType):
+    """The same for a flag (click wants a BoolParamType there)."""
+
+
+def _setting_option(decl: str, var, *, parse=None, **kw):
+    """`decl` as an option that is the variable `var`: same name, default and check."""
+    kw.setdefault("show_default", var.default is not None)
+    return click.option(decl, envvar=var.name, show_envvar=True, type=_Setting(var, parse), default=var.default, **kw)
+
+
+def _state_dir_option(fn):
+    return click.option(
+        "--state-dir", envvar=config.STATE_DIR.name, show_envvar=True, default=config.STATE_DIR.default,
+        show_default=True, type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of the embedded Redis, its data and the reject log.",
     )(fn)
-    fn = click.option(
-        "--redis-url",
-        envvar="BANNERS_REDIS_URL",
-        default=None,
-        metavar="URL",
-        help="redis://, rediss:// or unix:// URL (env BANNERS_REDIS_URL). "
-        "Default: the embedded Redis, started on demand.",
+
+
+def _redis_options(fn):
+    fn = _state_dir_option(fn)
+    # Checked with the parser both Redis clients use, when the command line is read:
+    # a URL they cannot use is a usage error before anything starts.
+    fn = _setting_option(
+        "--redis-url", config.REDIS_URL, metavar="URL",
+        help="redis://, rediss:// or unix:// URL. Default: the embedded Redis, started on demand.",
     )(fn)
     return fn
 
@@ -50,19 +82,20 @@ def fail(message: str, code: int = EXIT_FAILED):
 def connect(redis_url: str | None, state_dir: Path):
     """A client for --redis-url or the embedded instance; exits 1 with a message on failure."""
     import redis
-    from redis.connection import parse_url
 
     from banner_server.embedded_redis import EmbeddedRedisError, resolve_redis_url
 
     if redis_url:
         try:
-            parse_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
+            config.parse_redis_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
         except ValueError as exc:
             raise click.BadParameter(f"{_safe_url(redis_url)}: {exc}", param_hint="--redis-url") from None
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
         client.ping()
+    except config.SettingError as exc:
+        fail(str(exc), EXIT_USAGE)
     except (EmbeddedRedisError, OSError, ValueError) as exc:
         fail(f"cannot start the embedded Redis: {exc}")
     except redis.RedisError as exc:
@@ -72,19 +105,13 @@ def connect(redis_url: str | None, state_dir: Path):
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    return config.mask_password(url)
 
 
 def _keys():
     from banner_server.keys import Keys
 
-    return Keys(os.environ.get("BANNERS_KEY_PREFIX", "banners:"))
+    return Keys(config.KEY_PREFIX.get())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,13 +134,12 @@ def main():
               help="Seed of the generator.")
 @click.option("--scale", type=click.FloatRange(min=0.0001, max=MAX_SAMPLE_SCALE), default=1.0, show_default=True,
               help="Multiplies the row counts (1.0: like the real set, ~800k rows).")
-@_redis_options
-def sample_data(out_dir: Path, seed: int, scale: float, redis_url, state_dir):
+def sample_data(out_dir: Path, seed: int, scale: float):
     """Write a realistic data set into OUT_DIR/{1,2,3,4}/.
 
     Campaigns 1-50, banners 100-500, the real set's row counts times --scale, with
-    campaigns in every scenario, ties and a few duplicate rows.  (It takes
-    --redis-url like every command, and does not use Redis.)
+    campaigns in every scenario, ties and a few duplicate rows.  It does not use
+    Redis.
 
     \b
     Example:
@@ -298,22 +324,22 @@ def status(as_json, redis_url, state_dir):
 
 
 @main.command()
-@click.option("--bind", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT",
-              help="Address to listen on (also unix:/path).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes [default: two per core].")
-@click.option("--quarter", type=click.IntRange(1, 4), default=None,
-              help="Serve this quarter whatever the time (demos, tests).")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder of image_<id>.png pictures to serve instead of generated SVGs.")
-@click.option("--tz", default=None, metavar="ZONE", help="Time zone of the quarter, e.g. Europe/Amsterdam "
-              "[default: the system's].")
-@click.option("--visitor-ttl", type=click.IntRange(min=1), default=86400, show_default=True,
-              help="Seconds a visitor's last banner is remembered in Redis.")
-@click.option("--cookie-secure", is_flag=True, help="Mark the visitor cookie Secure (behind HTTPS).")
-@click.option("--trusted-proxy", multiple=True, metavar="CIDR",
-              help="Believe X-Forwarded-For from this proxy network (repeatable).")
-@click.option("--access-log", default=None, metavar="PATH", help="gunicorn access log ('-' for stderr).")
+@_setting_option("--bind", config.BIND, metavar="ADDRESS",
+                 help="HOST[:PORT] (port 8000 when none), tcp://HOST:PORT, [IPv6]:PORT or unix:PATH.")
+@_setting_option("--workers", config.WORKERS, metavar="N", help="gunicorn worker processes [default: two per core].")
+@_setting_option("--quarter", config.QUARTER, metavar="1-4", help="Serve this quarter whatever the time (demos, tests).")
+@_setting_option("--images", config.IMAGES, metavar="DIR",
+                 help="Folder of image_<id>.png pictures, served as /banners/<id>.png instead of generated SVGs.")
+@_setting_option("--tz", config.TZ, metavar="ZONE",
+                 help="Time zone of the quarter, an IANA name like Asia/Kathmandu [default: the system's].")
+@_setting_option("--visitor-ttl", config.VISITOR_TTL, metavar="SECONDS",
+                 help="Seconds a visitor's last banner is remembered in Redis.")
+@click.option("--cookie-secure", is_flag=True, envvar=config.COOKIE_SECURE.name, show_envvar=True,
+              type=_BoolSetting(config.COOKIE_SECURE), help="Mark the visitor cookie Secure (behind HTTPS).")
+@_setting_option("--trusted-proxy", config.TRUSTED_PROXIES, parse=config.parse_network, multiple=True,
+                 metavar="CIDR", help="Believe X-Forwarded-For from this proxy network (repeatable; in the "
+                 "variable, separated by commas).")
+@_setting_option("--access-log", config.ACCESS_LOG, metavar="PATH", help="gunicorn access log ('-' for stderr).")
 @_redis_options
 def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log,
           redis_url, state_dir):
@@ -321,60 +347,51 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
 
     \b
     GET /campaigns/<id>        one banner of the campaign (HTML, or JSON with
-                               Accept: application/json or ?format=json)
-    GET /banners/<id>.svg      the banner's picture
+                               Accept: application/json or ?format=json);
+                               also /campaign/<id>
+    GET /banners/<id>.svg      the banner's picture (.png with --images)
     GET /  /healthz  /readyz  /metrics
+    \b
+    Every option is also a BANNERS_* variable; README.md lists them all, with
+    those only the environment sets (BANNERS_LOG_LEVEL, BANNERS_KEEPALIVE, ...).
+    INT or TERM stops it within about a second; HUP replaces the workers.
     \b
     Example:
       banners serve --bind 0.0.0.0:8000 --workers 4 --images ../shared/datachef/images
     """
-    import ipaddress
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    import banner_server
+    from banner_server.bind import bind_problem, describe
 
-    if tz:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
-    for net in trusted_proxy:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise click.BadParameter(f"not an address or network: {net!r}", param_hint="--trusted-proxy") from None
-    from banner_server.bind import bind_problem
-    from banner_server.config import Settings
-
-    try:
-        problem = bind_problem(bind)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--bind") from None
+    address = describe(bind)
+    problem = bind_problem(bind)
     if problem:
-        fail(f"cannot listen on {bind}: {problem}")
-    conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
-    if not conf.is_file():
-        fail(f"gunicorn.conf.py not found next to cli.py ({conf}); install the project with `make install`")
+        fail(f"cannot listen on {address.removeprefix('http://')}: {problem}")
     env = {
-        "BANNERS_BIND": bind,
-        "BANNERS_WORKERS": str(workers or ""),
-        "BANNERS_QUARTER": str(quarter or ""),
-        "BANNERS_TZ": tz or "",
-        "BANNERS_IMAGES": str(images.resolve()) if images else "",
-        "BANNERS_VISITOR_TTL": str(visitor_ttl),
-        "BANNERS_COOKIE_SECURE": "1" if cookie_secure else "",
-        "BANNERS_TRUSTED_PROXIES": ",".join(trusted_proxy),
-        "BANNERS_METRICS_DIR": str((state_dir / "metrics").resolve()),
-        "BANNERS_ACCESS_LOG": access_log or "",
+        config.BIND.name: bind,
+        config.WORKERS.name: str(workers or ""),
+        config.QUARTER.name: str(quarter or ""),
+        config.TZ.name: tz or "",
+        config.IMAGES.name: str(images) if images else "",
+        config.VISITOR_TTL.name: str(visitor_ttl),
+        config.COOKIE_SECURE.name: "1" if cookie_secure else "",
+        config.TRUSTED_PROXIES.name: ",".join(map(str, trusted_proxy)),
+        config.ACCESS_LOG.name: access_log or "",
+        config.REDIS_URL.name: redis_url or "",
+        config.STATE_DIR.name: str(state_dir),
+        config.METRICS_DIR.name: str((state_dir / "metrics").resolve()),
     }
     try:
-        Settings.from_env({**os.environ, **env})  # what each worker will read: fail here, not in N workers
-    except ValueError as exc:
+        config.check({**os.environ, **env})  # what gunicorn and each worker will read: fail here, not in N workers
+    except config.SettingError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
     url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
     client.close()
-    env["BANNERS_REDIS_URL"] = url
+    env[config.REDIS_URL.name] = url
     os.environ.update(env)
-    click.echo(f"serving on http://{bind} (Redis {_safe_url(url)})", err=True)
+    click.echo(f"serving on {address} (Redis {_safe_url(url)})", err=True)
     sys.stderr.flush()
+    # The settings live in the package, so an installed wheel serves as a checkout does.
+    conf = Path(banner_server.__file__).resolve().parent / "gunicorn_conf.py"
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf)])
 
 
@@ -390,7 +407,7 @@ def redis():
 
 
 @redis.command("start")
-@click.option("--state-dir", envvar="BANNERS_STATE_DIR", default="var", type=click.Path(file_okay=False, path_type=Path))
+@_state_dir_option
 def redis_start(state_dir):
     """Start the embedded Redis (or find it running) and print its URL.
 
@@ -402,12 +419,14 @@ def redis_start(state_dir):
 
     try:
         click.echo(EmbeddedRedis(state_dir).ensure_running())
+    except config.SettingError as exc:
+        fail(str(exc), EXIT_USAGE)
     except EmbeddedRedisError as exc:
         fail(str(exc))
 
 
 @redis.command("stop")
-@click.option("--state-dir", envvar="BANNERS_STATE_DIR", default="var", type=click.Path(file_okay=False, path_type=Path))
+@_state_dir_option
 def redis_stop(state_dir):
     """Save and stop the embedded Redis of STATE_DIR (its data stays for the next start).
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import redis
 
+from . import config
+
 # AF_UNIX paths are limited to 108 bytes; past that we listen on loopback TCP.
 _MAX_SOCKET_PATH = 100
 
@@ -33,18 +35,15 @@ def redis_server_binary() -> str:
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("BANNERS_STATE_DIR") or "var")
-
-
-# Visitor keys are the only ones with a TTL, so `volatile-lru` at the memory cap drops
-# the least recently seen visitors and never a published selection: a flood of new
-# visitors (or of forged cookies) cannot fill the machine or make a load fail.
-DEFAULT_MAXMEMORY = "1gb"
+    return config.STATE_DIR.get()
 
 
 class EmbeddedRedis:
     def __init__(self, state_dir: Path | str, maxmemory: str | None = None):
-        self.maxmemory = maxmemory or os.environ.get("BANNERS_REDIS_MAXMEMORY") or DEFAULT_MAXMEMORY
+        # Visitor keys are the only ones with a TTL, so `volatile-lru` at this cap drops
+        # the least recently seen visitors and never a published selection: a flood of
+        # new visitors (or of forged cookies) cannot fill the machine or make a load fail.
+        self.maxmemory = maxmemory or config.REDIS_MAXMEMORY.get()
         self.state_dir = Path(state_dir).resolve()
         self.socket = self.state_dir / "redis.sock"
         self.pidfile = self.state_dir / "redis.pid"
