@@ -392,7 +392,7 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
     sys.stderr.flush()
     # The settings live in the package, so an installed wheel serves as a checkout does.
     conf = Path(banner_server.__file__).resolve().parent / "gunicorn_conf.py"
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf)])
+    os.execv(sys.executable, [sys.executable, "-m", "banner_server.gunicorn_run", "-c", str(conf)])
 
 
 @main.group()
