@@ -85,11 +85,7 @@ def connect(redis_url: str | None, state_dir: Path):
 
     from banner_server.embedded_redis import EmbeddedRedisError, resolve_redis_url
 
-    if redis_url:
-        try:
-            config.parse_redis_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
-        except ValueError as exc:
-            raise click.BadParameter(f"{_safe_url(redis_url)}: {exc}", param_hint="--redis-url") from None
+    # (--redis-url was checked when the command line was read: see _redis_options)
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
@@ -323,7 +319,15 @@ def status(as_json, redis_url, state_dir):
         click.echo(f"  {f['sha256'][:12]}  {f['path']:<32} q{f['quarter'] or '-'} {f['kind'] or '-':<12} {state}")
 
 
-@main.command()
+def _variables_without_option() -> str:
+    rows = [(f"{v.name}={v.default}", v.doc.replace("`", "")) for v in config.VARIABLES.values()
+            if not v.option and v is not config.METRICS_DIR]  # serve sets that one itself
+    width = max(len(name) for name, _ in rows)
+    return "\b\nVariables without an option (README.md lists every variable):\n" + "\n".join(
+        f"  {name:<{width}}  {doc}" for name, doc in rows)
+
+
+@main.command(epilog=_variables_without_option())
 @_setting_option("--bind", config.BIND, metavar="ADDRESS",
                  help="HOST[:PORT] (port 8000 when none), tcp://HOST:PORT, [IPv6]:PORT or unix:PATH.")
 @_setting_option("--workers", config.WORKERS, metavar="N", help="gunicorn worker processes [default: two per core].")
@@ -351,10 +355,10 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
                                also /campaign/<id>
     GET /banners/<id>.svg      the banner's picture (.png with --images)
     GET /  /healthz  /readyz  /metrics
-    \b
-    Every option is also a BANNERS_* variable; README.md lists them all, with
-    those only the environment sets (BANNERS_LOG_LEVEL, BANNERS_KEEPALIVE, ...).
+
+    Every option is also a BANNERS_* variable (below, those without an option).
     INT or TERM stops it within about a second; HUP replaces the workers.
+
     \b
     Example:
       banners serve --bind 0.0.0.0:8000 --workers 4 --images ../shared/datachef/images

@@ -261,23 +261,28 @@ METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
                    "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`")
 
 
+def _default(var: Var):
+    return var.get({})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What a worker needs, read once from the variables `banners serve` set."""
+    """What a worker needs, read once from the variables `banners serve` set; the
+    defaults are the variables' (a plain Redis on localhost when none is named)."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "banners:"
+    key_prefix: str = _default(KEY_PREFIX)
     quarter: int | None = None  # pinned quarter (demos, tests); None: from the clock
     tz: str | None = None  # IANA zone; None: the system's
     images_dir: Path | None = None
-    visitor_ttl: int = 24 * 3600  # seconds a visitor's last banner is remembered
-    cookie_secure: bool = False
+    visitor_ttl: int = _default(VISITOR_TTL)
+    cookie_secure: bool = _default(COOKIE_SECURE)
     trusted_proxies: tuple = ()  # networks whose X-Forwarded-For is believed
-    redis_timeout: float = 0.05  # seconds; the hot path never waits longer on Redis
+    redis_timeout: float = _default(REDIS_TIMEOUT)  # the hot path never waits longer on Redis
     # Connecting is once per worker but takes several round trips (TCP, TLS, AUTH); a
     # refused connection fails at once, only a silent host costs this, once per retry.
-    redis_connect_timeout: float = 0.25
-    redis_retry: float = 1.0  # seconds to answer from the snapshot before trying again
+    redis_connect_timeout: float = _default(REDIS_CONNECT_TIMEOUT)
+    redis_retry: float = _default(REDIS_RETRY)
     metrics_dir: Path | None = None
 
     @classmethod

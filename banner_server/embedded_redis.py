@@ -40,10 +40,7 @@ def default_state_dir() -> Path:
 
 class EmbeddedRedis:
     def __init__(self, state_dir: Path | str, maxmemory: str | None = None):
-        # Visitor keys are the only ones with a TTL, so `volatile-lru` at this cap drops
-        # the least recently seen visitors and never a published selection: a flood of
-        # new visitors (or of forged cookies) cannot fill the machine or make a load fail.
-        self.maxmemory = maxmemory or config.REDIS_MAXMEMORY.get()
+        self.maxmemory = maxmemory  # None: BANNERS_REDIS_MAXMEMORY, read when it starts
         self.state_dir = Path(state_dir).resolve()
         self.socket = self.state_dir / "redis.sock"
         self.pidfile = self.state_dir / "redis.pid"
@@ -133,7 +130,10 @@ class EmbeddedRedis:
             # RDB snapshots (and one after every load) keep what was published across
             # restarts without an append-only log on the hot path's visitor writes.
             + "save 900 1\nsave 300 100\nsave 60 10000\n"
-            + f"maxmemory {self.maxmemory}\nmaxmemory-policy volatile-lru\n"
+            # Visitor keys are the only ones with a TTL, so `volatile-lru` at the cap drops
+            # the least recently seen visitors and never a published selection: a flood of
+            # new visitors (or of forged cookies) cannot fill the machine or make a load fail.
+            + f"maxmemory {self.maxmemory or config.REDIS_MAXMEMORY.get()}\nmaxmemory-policy volatile-lru\n"
             + "daemonize yes\n"
             + f"pidfile {self.pidfile}\n"
             + f"logfile {self.logfile}\n"

@@ -203,6 +203,15 @@ def test_the_readme_lists_exactly_the_variables_config_defines():
         assert var.default is None or f"`{var.default}`" in default, name
 
 
+def test_a_bad_embedded_redis_cap_is_a_usage_error_where_it_is_used(tmp_path):
+    runner, env = CliRunner(), {"BANNERS_REDIS_MAXMEMORY": "lots", "BANNERS_REDIS_URL": ""}
+    for cmd in (["redis", "start"], ["status"]):
+        res = runner.invoke(cli.main, [*cmd, "--state-dir", str(tmp_path)], env=env)
+        assert res.exit_code == 2 and "BANNERS_REDIS_MAXMEMORY='lots'" in res.output, (cmd, res.output)
+    res = runner.invoke(cli.main, ["redis", "stop", "--state-dir", str(tmp_path)], env=env)  # does not need it
+    assert res.exit_code == 0 and "not running" in res.output
+
+
 # -- --tz -------------------------------------------------------------------------------
 
 def test_a_utc_offset_is_not_a_zone_but_the_message_names_the_zones_at_that_offset():
