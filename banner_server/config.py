@@ -200,7 +200,7 @@ def parse_redis_url(url: str) -> dict:
 def mask_password(url: str) -> str:
     """The URL with its password (if any) replaced by ***, for messages; works on
     URLs too broken to parse."""
-    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(://[^:@/]*:)[^/]*@", r"\1***@", url)  # up to the last @ of the netloc
 
 
 def _redis_url(text: str) -> str:

@@ -104,6 +104,12 @@ def test_fastredis_refuses_what_the_cli_refuses():
             config.parse_redis_url(url)
 
 
+def test_messages_never_show_a_password():
+    assert config.mask_password("redis://:p@ss@h/0") == "redis://:***@h/0"  # up to the last @
+    assert config.mask_password("redis://u:s3cret@[::1/0") == "redis://u:***@[::1/0"  # too broken to parse
+    assert config.mask_password("redis://h:6379/0?x=a@b") == "redis://h:6379/0?x=a@b"
+
+
 # -- --bind: gunicorn's own address syntax ---------------------------------------------
 
 def test_bind_follows_gunicorns_address_parser():
