@@ -82,10 +82,15 @@ def fail(message: str, code: int = EXIT_FAILED):
 def connect(redis_url: str | None, state_dir: Path):
     """A client for --redis-url or the embedded instance; exits 1 with a message on failure."""
     import redis
+    from redis.connection import parse_url
 
     from banner_server.embedded_redis import EmbeddedRedisError, resolve_redis_url
 
-    # (--redis-url was checked when the command line was read: see _redis_options)
+    if redis_url:
+        try:
+            parse_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
+        except ValueError as exc:
+            raise click.BadParameter(f"{_safe_url(redis_url)}: {exc}", param_hint="--redis-url") from None
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
