@@ -70,7 +70,8 @@ class ClickSigner:
 
 
 def load_secret(env_value: str | None, state_dir: Path) -> bytes:
-    """BANNERS_SECRET, else the state folder's `secret` file, created (0600) on first use."""
+    """The configured secret (config.SECRET), else the state folder's `secret` file,
+    created (0600) on first use."""
     if env_value:
         return env_value.encode()
     path = Path(state_dir) / "secret"
