@@ -23,9 +23,22 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml third_party/meinheld/build.py
 sample: install
 	$(BIN)/banners sample-data var/sample --seed 1
 
-run: install sample
-	$(BIN)/banners load var/sample --seed 1; test $$? -ne 1
-	$(BIN)/banners serve --bind 127.0.0.1:8000
+# make run [PORT=8000] [HOST=127.0.0.1] [DATA=folder] [IMAGES=folder]
+# The port is checked first.  DATA is loaded (replacing what is published); without it
+# the sample data is loaded only when nothing is published yet: make run never replaces
+# data it did not bring.  Every request is logged on standard output.
+PORT ?= 8000
+HOST ?= 127.0.0.1
+run: install
+	@$(BIN)/python -m banner_server.bind "$(HOST):$(PORT)"
+	@if [ -n "$(DATA)" ]; then \
+	    $(BIN)/banners load "$(DATA)"; test $$? -ne 1; \
+	elif $(BIN)/banners status --json 2>/dev/null | grep -q '"loaded": true'; then \
+	    echo "serving what is already published (banners status); make run DATA=folder loads another"; \
+	else \
+	    $(BIN)/banners sample-data var/sample --seed 1 && $(BIN)/banners load var/sample --seed 1; test $$? -ne 1; \
+	fi
+	$(BIN)/banners serve --bind "$(HOST):$(PORT)" --access-log - $(if $(IMAGES),--images "$(IMAGES)")
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q

@@ -86,3 +86,15 @@ def bind_problem(bind: str) -> str | None:
     finally:
         probe.close()
     return None
+
+
+if __name__ == "__main__":  # `make run` checks its port before it loads anything
+    import sys
+
+    try:
+        why = bind_problem(sys.argv[1])
+    except ValueError as exc:
+        sys.exit(f"error: {sys.argv[1]}: {exc}")
+    if why:
+        sys.exit(f"error: cannot listen on {describe(sys.argv[1]).removeprefix('http://')}: {why} "
+                 "(another server there? make run PORT=8001 picks another port)")

@@ -87,16 +87,11 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
     empty Redis (SPEC §6).
     """
     import redis
-    from redis.connection import parse_url
 
     from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 
-    if redis_url:
-        try:
-            parse_url(redis_url)  # a malformed URL is a usage error, not an unreachable Redis
-        except ValueError as exc:
-            raise click.BadParameter(f"{_safe_url(redis_url)}: {exc}", param_hint="--redis-url") from None
-    elif not start:
+    # A malformed --redis-url never gets here: the option's type refuses it (exit 2).
+    if not redis_url and not start:
         emb = EmbeddedRedis(state_dir)
         redis_url = emb.running_url()
         if redis_url is None:
@@ -526,9 +521,12 @@ def _variables_without_option() -> str:
 @_setting_option("--trusted-proxy", config.TRUSTED_PROXIES, parse=config.parse_network, multiple=True,
                  metavar="CIDR", help="Believe X-Forwarded-For from this proxy network (repeatable; in the "
                  "variable, separated by commas).")
-@_setting_option("--access-log", config.ACCESS_LOG, metavar="PATH", help="gunicorn access log ('-' for stderr).")
+@_setting_option("--access-log", config.ACCESS_LOG, metavar="PATH",
+                 help="Log every request to this file ('-' for standard output).")
+@_setting_option("--log-format", config.LOG_FORMAT, metavar="text|json",
+                 help="text for people, json for machines: one JSON object a line.")
 @_redis_options
-def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log,
+def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log, log_format,
           redis_url, state_dir):
     """Serve banners over HTTP with gunicorn and meinheld workers.
 
@@ -563,6 +561,7 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         config.COOKIE_SECURE.name: "1" if cookie_secure else "",
         config.TRUSTED_PROXIES.name: ",".join(map(str, trusted_proxy)),
         config.ACCESS_LOG.name: access_log or "",
+        config.LOG_FORMAT.name: log_format or "",
         config.REDIS_URL.name: redis_url or "",
         config.STATE_DIR.name: str(state_dir),
         config.METRICS_DIR.name: str((state_dir / "metrics").resolve()),
@@ -572,6 +571,7 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
     except config.SettingError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
     url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
+    _say_what_will_be_served(client, images)
     client.close()
     env[config.REDIS_URL.name] = url
     os.environ.update(env)
@@ -580,6 +580,32 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
     # The settings live in the package, so an installed wheel serves as a checkout does.
     conf = Path(banner_server.__file__).resolve().parent / "gunicorn_conf.py"
     os.execv(sys.executable, [sys.executable, "-m", "banner_server.gunicorn_run", "-c", str(conf)])
+
+
+def _say_what_will_be_served(client, images: Path | None) -> None:
+    """Start-up notes on what the workers will find: nothing published yet, or a
+    pictures folder that holds few of the published banners' pictures."""
+    import redis as redis_py
+
+    from banner_server.catalog import read_selections
+    from banner_server.images import ImageDir
+
+    try:
+        version, records = read_selections(client, _keys())
+    except redis_py.RedisError:
+        return
+    if version is None:
+        warn("nothing is published yet: campaign pages answer 503 until `banners load DATA_DIR` publishes "
+             "(`banners sample-data DIR` writes an example)")
+        return
+    if images:
+        banners = {b["banner_id"] for r in records for b in r["banners"]}
+        pictures = ImageDir(images)
+        have = sum(1 for b in banners if pictures.has(b))
+        message = f"pictures: {have} of the {len(banners)} published banners have an image_<id>.png in {images}"
+        if have < len(banners):
+            message += "; the others are served as generated SVGs"
+        warn(message) if have < len(banners) else click.echo(message, err=True)
 
 
 @main.group()

@@ -246,6 +246,9 @@ TRUSTED_PROXIES = _var("BANNERS_TRUSTED_PROXIES", _networks, None,
                        "--trusted-proxy")
 ACCESS_LOG = _var("BANNERS_ACCESS_LOG", _text, None, "gunicorn access log file (`-`: stderr); unset: none",
                   "--access-log")
+LOG_FORMAT = _var("BANNERS_LOG_FORMAT", _choice("text", "json"), "text",
+                  "`text` for people, `json`: one JSON object a line (time, level, logger, message, fields)",
+                  "--log-format")
 LOG_LEVEL = _var("BANNERS_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info",
                  "log level of gunicorn and the server")
 KEEPALIVE = _var("BANNERS_KEEPALIVE", _int(0), "5", "seconds an idle keep-alive connection is kept (0: none)")

@@ -28,6 +28,8 @@ try:
     timeout = _config.WORKER_TIMEOUT.get()
     accesslog = _config.ACCESS_LOG.get()
     loglevel = _config.LOG_LEVEL.get()
+    logger_class = ("banner_server.logs.JsonLogger" if _config.LOG_FORMAT.get() == "json"
+                    else "banner_server.logs.BannersLogger")
     _metrics_dir = _config.METRICS_DIR.get()
 except _config.SettingError as exc:  # `banners serve` checks first; this is for a plain `gunicorn`
     _sys.exit(f"error: {exc}")

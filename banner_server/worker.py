@@ -75,17 +75,19 @@ class MeinheldLog:
             self.metrics.observe("(server)", str(status), 0.0)
         if self.write_access:
             get = environ.get
+            query = get("QUERY_STRING")
+            fields = {
+                "remote": get("REMOTE_ADDR", "-"), "method": get("REQUEST_METHOD", "-"),
+                "path": get("PATH_INFO", "-") + ("?" + query if query else ""),
+                "protocol": get("SERVER_PROTOCOL", "-"), "status": status, "bytes": get("SEND_BYTES", 0),
+                "referer": get("HTTP_REFERER", "-"), "user_agent": get("HTTP_USER_AGENT", "-"),
+            }
             self.log.access_log.info(
                 '%s - - [%s] "%s %s %s" %s %s "%s" "%s"',
-                clean(get("REMOTE_ADDR", "-")),
-                get("LOCAL_TIME", "-"),
-                clean(get("REQUEST_METHOD", "-")),
-                clean(get("PATH_INFO", "-")) + ("?" + clean(get("QUERY_STRING")) if get("QUERY_STRING") else ""),
-                clean(get("SERVER_PROTOCOL", "-")),
-                status,
-                get("SEND_BYTES", "-"),
-                clean(get("HTTP_REFERER", "-")),
-                clean(get("HTTP_USER_AGENT", "-")),
+                clean(fields["remote"]), get("LOCAL_TIME", "-"), clean(fields["method"]), clean(fields["path"]),
+                clean(fields["protocol"]), status, fields["bytes"], clean(fields["referer"]),
+                clean(fields["user_agent"]),
+                extra={"fields": fields},  # the JSON format writes them as fields, escaped by json
             )
 
 
