@@ -111,6 +111,7 @@ def main():
       banners sample-data data/           # or your marketing exports
       banners load data/ --seed 7         # validate, compute, publish
       banners show --campaign 7           # what was selected
+      banners rollback                    # back to the version loaded before
       banners serve --bind 127.0.0.1:8000
     """
 
@@ -299,51 +300,52 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
         if dry_run:
             log_path = commit_log()
             changes = _dry_run_changes(result, dry_run, quiet)
-        else:
-            meta = {
-                "loaded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "seed": seed,
-                "data_dir": str(data_dir.resolve()),
-                "quarters": result.quarters,
-                "accepted_rows": result.accepted_rows,
-                "rejected_rows": result.rejects.height,
-                "selections": result.selections.height,
-            }
-            cleanup_failed = None
-            try:
-                ver = publish(client, _keys(), result, meta, lock)
-            except CleanupFailed as exc:
-                ver, cleanup_failed = exc.version, exc.reason
-            except PublishError as exc:
-                nothing_published(str(exc))
-            except redis.exceptions.OutOfMemoryError:
-                nothing_published(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached), the "
-                                  "previous data keeps serving; raise maxmemory (BANNERS_REDIS_MAXMEMORY for the "
-                                  "embedded one) or free memory, then load again")
-            except redis.RedisError as exc:
-                reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
-                nothing_published(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: "
-                                  f"{reason}")
-            log_path = commit_log()
-    if not dry_run:
-        if not redis_url:
-            _save_embedded(client)
-        if cleanup_failed:
-            warn(f"version {ver} is published and serving, but removing the old versions failed "
-                 f"({cleanup_failed[:300]}); the next load removes them")
+            _finish(result, data_dir, log_path, f"dry run, nothing published (seed {seed})", changes)
+
+        meta = {
+            "loaded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "seed": seed,
+            "data_dir": str(data_dir.resolve()),
+            "quarters": result.quarters,
+            "accepted_rows": result.accepted_rows,
+            "rejected_rows": result.rejects.height,
+            "selections": result.selections.height,
+        }
+        cleanup_failed = None
+        try:
+            ver = publish(client, _keys(), result, meta, lock)
+        except CleanupFailed as exc:
+            ver, cleanup_failed = exc.version, exc.reason
+        except PublishError as exc:
+            nothing_published(str(exc))
+        except redis.exceptions.OutOfMemoryError:
+            nothing_published(f"Redis at {_safe_url(url)} is out of memory (OOM: maxmemory reached), the previous "
+                              "data keeps serving; raise maxmemory (BANNERS_REDIS_MAXMEMORY for the embedded one) "
+                              "or free memory, then load again")
+        except redis.RedisError as exc:
+            reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
+            nothing_published(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")
+        log_path = commit_log()
+    if not redis_url:
+        _save_embedded(client)
+    if cleanup_failed:
+        warn(f"version {ver} is published and serving, but removing the old versions failed "
+             f"({cleanup_failed[:300]}); the next load removes them")
+    _finish(result, data_dir, log_path, f"published version {ver} (seed {seed})")
+
+
+def _finish(result, data_dir: Path, log_path: Path, head: str, tail: str | None = None):
+    """The end of a load or a dry run: its warnings, one final line, its exit status."""
     missing = _missing_quarters(result, data_dir)
     for line in missing:
         warn(line)
     if result.invalid:
         warn(f"{result.invalid} invalid input(s) rejected, see {log_path}")
     n = result.rejects.height
-    selected = (f"{result.selections.height} banners selected in quarter(s) "
-                f"{', '.join(map(str, result.quarters))}; "
-                + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections"))
-    if dry_run:
-        click.echo(f"dry run, nothing published (seed {seed}): {selected}; {changes}")
-    else:
-        click.echo(f"published version {ver} (seed {seed}): {selected}")
+    click.echo(f"{head}: {result.selections.height} banners selected in "
+               f"quarter(s) {', '.join(map(str, result.quarters))}; "
+               + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections")
+               + (f"; {tail}" if tail else ""))
     sys.exit(EXIT_REJECTED if result.invalid or missing else EXIT_OK)
 
 
@@ -581,7 +583,8 @@ def rollback(version, redis_url, state_dir):
         kept = ", ".join(f"{v} (current)" if v == exc.current else v for v in reversed(exc.kept))
         fail(f"{exc}; kept versions, newest first: {kept or 'none'}")
     except redis.RedisError as exc:
-        fail(f"rolling back in Redis at {_safe_url(url)} failed, nothing switched: {exc}")
+        fail(f"rolling back in Redis at {_safe_url(url)} failed ({exc}); `banners versions` says which version "
+             "is current")
     finally:
         lock.release()
     if before == now:
