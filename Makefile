@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export BANNERS_STATE_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test fuzz bench stress bench-loader stop clean sample
+.PHONY: install run test fuzz bench stress bench-loader stop clean sample screenshot deploy-check deploy-aws
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml third_party/meinheld/build.py
 	$(BIN)/python -m pip install -q --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
 	$(BIN)/python -m pip install -q -c constraints.txt greenlet
 	$(BIN)/python third_party/meinheld/build.py
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,deploy]'
 	touch $@
 
 sample: install
@@ -43,8 +43,26 @@ bench-loader: install
 stress: install
 	$(BIN)/python bench/stress.py
 
+# Each deploy/ artefact checked offline by its ecosystem's linter (README: Deploying).
+deploy-check: install
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yml
+	$(BIN)/cfn-lint --include-checks I -- deploy/aws/banners.yaml
+	deploy/systemd/verify.sh
+	$(BIN)/shellcheck deploy/install-host.sh deploy/aws/bootstrap.sh deploy/aws/deploy.sh deploy/systemd/verify.sh
+
+# Creates or updates the AWS stack (needs the AWS CLI, credentials and VPC_ID,
+# LB_SUBNETS, INSTANCE_SUBNETS, REPO: see deploy/aws/deploy.sh). Never run by CI.
+deploy-aws:
+	deploy/aws/deploy.sh
+
 stop:
 	-test -x $(BIN)/banners && $(BIN)/banners redis stop
 
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .hypothesis
+
+# The README's picture of /dashboard, from a server on 127.0.0.1:8000 (`make run`),
+# in headless Chromium (apt-get install chromium).
+screenshot: install
+	$(BIN)/python docs/screenshot.py http://127.0.0.1:8000/dashboard docs/dashboard.png --width 900 --height 1000

@@ -38,7 +38,7 @@ STYLE = (
     "font-size:.9rem}td img{box-shadow:none}meter{width:6rem;margin-right:.3rem}"
     ".num{font-variant-numeric:tabular-nums}"
     "@media (max-width:600px){meter{width:3.5rem}th,td{padding:.15rem .25rem;font-size:.8rem}"
-    "td img{width:48px;height:40px}}"
+    "td img{width:48px;height:40px}.rule{display:none}}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 HTML_HEADERS = {

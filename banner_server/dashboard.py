@@ -56,7 +56,7 @@ def _row(b: dict, top_rev: float, top_clicks: float) -> str:
             f'alt="Banner {b["banner_id"]}"></td><td>{b["banner_id"]}</td>'
             f'<td>{_meter(b["revenue"], top_rev, revenue)}</td>'
             f'<td>{_meter(b["clicks"], top_clicks, str(b["clicks"]))}</td>'
-            f'<td>{html.escape(b["source"])}</td><td class="num">{b["served"]}</td></tr>')
+            f'<td class="rule">{html.escape(b["source"])}</td><td class="num">{b["served"]}</td></tr>')
 
 
 def render_html(data: dict, page: Callable[[str, str], str]) -> str:
@@ -78,7 +78,7 @@ def render_html(data: dict, page: Callable[[str, str], str]) -> str:
                 f'<section class="campaign"><h3><a href="/campaigns/{c["campaign_id"]}">Campaign {c["campaign_id"]}</a>'
                 f' <span class="tag">{html.escape(c["scenario"])}</span> <span class="meta">X = {c["x"]}</span></h3>'
                 f'<table><thead><tr><th>Picture</th><th>Banner</th><th>Revenue</th><th>Clicks</th>'
-                f'<th>Rule</th><th>Served</th></tr></thead><tbody>{rows}</tbody></table></section>')
+                f'<th class="rule">Rule</th><th>Served</th></tr></thead><tbody>{rows}</tbody></table></section>')
     return page("Dashboard", "".join(parts))
 
 

@@ -179,6 +179,8 @@ class SelectionStore:
             return
         if reason is None:
             log.warning("Redis picks work again (was %s); answers go through Redis", self.state)
+        elif reason == "redis_empty" and self.selections is None:
+            log.warning("nothing is published yet: run `banners load DATA_DIR`; campaign pages answer 503 until then")
         elif reason == "redis_empty":
             log.warning("Redis holds no published version (flushed, or restarted without its data): "
                         "serving this worker's snapshot of version %s until `banners load` publishes again",
@@ -215,6 +217,8 @@ class SelectionStore:
             try:
                 self.refresh()
                 self._redis_backoff.failed_at = None
+                if self.selections is None:
+                    self._set_state("redis_empty")
             except redis.RedisError as exc:
                 self._failed(exc)
                 self._set_state("redis_unreachable")

@@ -23,6 +23,7 @@ def build(settings: Settings | None = None):
         retry_after=settings.redis_retry,
         fast=FastRedis(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
     )
+    store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
     return create_app(
         store,
         quarter_source(system_clock(settings.tz), settings.quarter, tick=time.monotonic),

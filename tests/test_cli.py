@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli
+from banner_server import cli
 from banner_server.embedded_redis import EmbeddedRedis
 from tests.test_loader import CLICKS, CONVS, IMPS, write
 
@@ -395,7 +395,7 @@ def held(*args, **kw):
         time.sleep(0.02)
     return real(*args, **kw)
 setattr(mod, name, held)
-import cli
+from banner_server import cli
 cli.main(prog_name="banners")
 """
 

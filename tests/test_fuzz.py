@@ -31,7 +31,7 @@ junk_line = st.one_of(
 @st.composite
 def folders(draw):
     """{relative path: bytes} of valid rows, and the same with junk mixed in."""
-    clean, dirty = {}, {}
+    clean, dirty, junk_lines = {}, {}, {}
     click_id = 0
     conv_id = 0
     for q in draw(st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True)):
@@ -56,16 +56,18 @@ def folders(draw):
             name = f"{q}/{kind}.csv"
             header = ",".join(order) + " " * q  # spaces around names are allowed
             clean[name] = (header + "\n" + "\n".join(lines) + "\n").encode()
-            mixed = list(lines)
+            mixed = [(line, False) for line in lines]
             for junk in draw(st.lists(junk_line, max_size=5)):
-                mixed.insert(draw(st.integers(0, len(mixed))), junk)
-            dirty[name] = (header + "\n" + "\n".join(mixed) + "\n").encode()
+                mixed.insert(draw(st.integers(0, len(mixed))), (junk, True))
+            dirty[name] = (header + "\n" + "\n".join(line for line, _ in mixed) + "\n").encode()
+            # where the junk went: line numbers (the header is line 1); blank junk is skipped
+            junk_lines[name] = {i + 2 for i, (line, is_junk) in enumerate(mixed) if is_junk and line.strip()}
     # whole files that must be rejected, never read as data
     for i, blob in enumerate(draw(st.lists(st.binary(min_size=1, max_size=300), max_size=3))):
         dirty[f"{1 + i % 4}/zz_random_{i}.csv"] = b"\xff" + blob
     for i, header in enumerate(draw(st.lists(st.text(alphabet="abc_,", min_size=1, max_size=30), max_size=2))):
         dirty[f"{1 + i % 4}/zz_header_{i}.csv"] = (header + "\n1,2,3\n").encode()
-    return clean, dirty
+    return clean, dirty, junk_lines
 
 
 def write(root, files):
@@ -78,18 +80,24 @@ def write(root, files):
 @settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(folders(), st.integers(0, 2**31))
 def test_junk_never_changes_what_the_valid_part_selects(tmp_path_factory, data, seed):
-    clean, dirty = data
+    clean, dirty, junk_lines = data
     a, b = tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("dirty")
     write(a, clean)
     write(b, dirty)
     want, got = compute(a, seed), compute(b, seed)
     assert got.selections.equals(want.selections)
-    # every file is accounted for: read (with its rows counted) or rejected whole
+    # exactly the junk lines are rejected, each as invalid with its own line number,
+    # and every other line of a data file is accepted
+    rows = got.rejects.filter(pl.col("line").is_not_null())
+    assert set(rows["reason"].to_list()) <= {"invalid"}
+    logged = set(zip(rows["file"].to_list(), rows["line"].to_list()))
+    assert logged == {(name, line) for name, lines in junk_lines.items() for line in lines}
     for f in got.files:
-        assert f.rejected in (None, "invalid", "duplicate_file")
-        if f.rel.startswith(tuple(f"{q}/zz_" for q in range(1, 5))):
-            assert f.rejected is not None
-    assert set(got.rejects["reason"].to_list()) <= {"invalid", "duplicate_file"}
+        if f.rel in junk_lines:
+            assert f.rejected is None and f.rejected_rows.get("invalid", 0) == len(junk_lines[f.rel])
+            assert f.accepted == next(g.accepted for g in want.files if g.rel == f.rel)
+        else:  # random bytes and unknown headers: rejected whole
+            assert f.rejected in ("invalid", "duplicate_file")
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -100,9 +108,17 @@ def test_random_bytes_file_never_crashes(tmp_path_factory, blob):
     (root / "1" / "clicks.csv").write_bytes(b"click_id,banner_id,campaign_id\n" + blob)
     (root / "1" / "other.csv").write_bytes(blob)
     res = compute(root, seed=1)
-    assert res.rejects.schema["reason"] == pl.String
-    total = sum(f.rows for f in res.files)
-    assert total >= res.accepted_rows
+    clicks = next(f for f in res.files if f.rel == "1/clicks.csv")
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        assert clicks.rejected is None  # its header is valid: only its rows can be rejected
+    rejected_lines = res.rejects.filter(pl.col("file") == "1/clicks.csv")["line"].drop_nulls().to_list()
+    assert len(rejected_lines) == len(set(rejected_lines))  # one rejection per line at most
+    if clicks.rejected is None and text is not None:
+        assert all(2 <= line <= text.count("\n") + text.count("\r") + 2 for line in rejected_lines)
 
 
 # -- HTTP ---------------------------------------------------------------------------------

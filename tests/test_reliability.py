@@ -9,7 +9,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-import cli
+from banner_server import cli
 import loader.publish as publish_mod
 from banner_server.catalog import current_version, read_selections
 from banner_server.embedded_redis import free_port
