@@ -1,4 +1,5 @@
-"""`banners`: the command line of the banner server (sample-data, load, show, status, serve).
+"""`banners`: the command line of the banner server (sample-data, load, versions, rollback,
+show, status, serve).
 
 Each command is a thin shell over the packages: `loader` computes and publishes,
 `banner_server` serves.  Without --redis-url the commands share an embedded Redis
@@ -133,6 +134,7 @@ def main():
       banners sample-data data/           # or your marketing exports
       banners load data/ --seed 7         # validate, compute, publish
       banners show --campaign 7           # what was selected
+      banners rollback                    # back to the version loaded before
       banners serve --bind 127.0.0.1:8000
     """
 
@@ -166,14 +168,17 @@ def sample_data(out_dir: Path, seed: int, scale: float):
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
-              help="Seed of the random fill; default: a new one, printed and stored.")
+              help="Seed of the random fill; default: a new one, printed and stored (with --dry-run: the "
+              "current version's, so only the data's changes show).")
 @click.option("--reject-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where rejected rows go, one JSON line each; its folder must exist "
-              "[default: STATE_DIR/rejected.jsonl].")
+              "[default: STATE_DIR/rejected.jsonl; with --dry-run STATE_DIR/rejected.dry-run.jsonl].")
 @click.option("--strict", is_flag=True, help="Publish nothing if any input is invalid.")
+@click.option("--dry-run", is_flag=True, help="Do everything but publish: print what would change against "
+              "the current version. Takes no lock; leaves the serving version's reject log alone.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings, errors and the final line.")
 @_redis_options
-def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
+def load(data_dir: Path, seed, reject_log, strict, dry_run, quiet, redis_url, state_dir):
     """Validate every *.csv under DATA_DIR, compute the selections, publish them.
 
     Quarter of a file: its nearest parent folder named 1-4, else a _1.._4 suffix.
@@ -182,29 +187,41 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
     what was published before, atomically.  Redis is checked and the load lock
     taken before any file is read; one load runs at a time.  The reject log is
     replaced only when the load publishes; the rejections of a load that publishes
-    nothing go to NAME.failed.jsonl beside it.
+    nothing go to NAME.failed.jsonl beside it.  The current version and the 3
+    loaded before it are kept (`banners versions`, `banners rollback`).
+
+    With --dry-run, everything but the publishing: it prints, per quarter, the
+    campaigns that would be added (+) or removed (-) and the banners that would
+    change in a campaign (~), against the current version.  It takes no lock (a
+    load may run meanwhile), needs Redis all the same, and writes its rejections
+    only to its own log.
 
     \b
     Exit status: 0 published; 3 published, but some input was invalid or a
                  quarter has no data; 1 nothing published (Redis unreachable,
                  no valid data, --strict and invalid input, another load
-                 running); 2 usage.
+                 running); 2 usage.  A dry run exits as the load would.
     \b
     Example:
       banners load ../shared/datachef/csv --seed 42 --reject-log rejects.jsonl
+      banners load data/ --dry-run
     """
     import redis
 
     from loader.publish import LoadLock, PublishError
 
     if reject_log is None:
-        reject_log = state_dir / "rejected.jsonl"
+        reject_log = state_dir / ("rejected.dry-run.jsonl" if dry_run else "rejected.jsonl")
         reject_log_folder = state_dir  # ours to create, like the embedded Redis does
     elif not reject_log.parent.is_dir():
         raise click.BadParameter(f"{reject_log}: folder {reject_log.parent} does not exist", param_hint="--reject-log")
     else:
         reject_log_folder = None
     url, client = connect(redis_url, state_dir)  # before reading any file (SPEC §6)
+    if dry_run:
+        against = _DryRun.read(client, url)
+        _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_url, url, client, None, against)
+        return
     lock = LoadLock(client, _keys())
     try:
         lock.acquire()  # from the start, not just around publishing: one load at a time
@@ -218,7 +235,29 @@ def load(data_dir: Path, seed, reject_log, strict, quiet, redis_url, state_dir):
         lock.release()
 
 
-def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_url, url, client, lock):
+class _DryRun:
+    """What a dry run compares with: the current version, its selections and its seed."""
+
+    def __init__(self, version: str | None, records: list[dict], seed: int | None):
+        self.version, self.records, self.seed = version, records, seed
+
+    @classmethod
+    def read(cls, client, url: str) -> "_DryRun":
+        import redis
+
+        from banner_server.catalog import read_selections
+
+        keys = _keys()
+        try:
+            version, records = read_selections(client, keys)
+            seed = json.loads(client.hget(keys.meta(version), "seed") or "null") if version else None
+        except redis.RedisError as exc:
+            fail(f"cannot read the current version from Redis at {_safe_url(url)}: {exc}")
+        return cls(version, records, seed if isinstance(seed, int) and seed >= 0 else None)
+
+
+def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_url, url, client, lock,
+          dry_run: _DryRun | None = None):
     import redis
 
     from loader.files import find_csv_files
@@ -228,9 +267,12 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
     files = find_csv_files(data_dir)
     if not files:
         fail(f"no *.csv files under {data_dir}: nothing published")
+    whose = ""
+    if seed is None and dry_run and dry_run.seed is not None:
+        seed, whose = dry_run.seed, f" (version {dry_run.version}'s; --seed tries another)"
     seed = secrets.randbelow(2**31) if seed is None else seed
     if not quiet:
-        click.echo(f"seed: {seed}")
+        click.echo(f"seed: {seed}{whose}")
     try:
         if reject_log_folder is not None:
             reject_log_folder.mkdir(parents=True, exist_ok=True)
@@ -252,7 +294,19 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
         if not quiet:
             _print_summary(result)
 
+        def commit_log() -> Path:
+            try:
+                return rejects.commit()
+            except OSError as exc:
+                warn(f"could not put the reject log in place ({exc.strerror or exc}); this load's rejections "
+                     f"are in {rejects.tmp}")
+                return rejects.tmp
+
         def nothing_published(why: str):
+            if dry_run:  # its log is its own, whatever the outcome
+                where = (f"; its {result.rejects.height} rejection(s) are in {commit_log()}"
+                         if result.rejects.height else "")
+                fail(f"{why}: a load would publish nothing (dry run){where}")
             failed = rejects.abandon()
             where = (f"; this load's {result.rejects.height} rejection(s) are in {failed}"
                      f" ({reject_log} still describes the serving version)" if failed and result.rejects.height else "")
@@ -264,6 +318,11 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
             nothing_published(f"no campaign under {data_dir} has an accepted impression or click")
         if strict and result.invalid:
             nothing_published(f"--strict: {result.invalid} invalid input(s)")
+
+        if dry_run:
+            log_path = commit_log()
+            changes = _dry_run_changes(result, dry_run, quiet)
+            _finish(result, data_dir, log_path, f"dry run, nothing published (seed {seed})", changes)
 
         meta = {
             "loaded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -288,30 +347,78 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
         except redis.RedisError as exc:
             reason = str(exc).rsplit(" caused error: ", 1)[-1][:300]  # not the pipeline's whole command
             nothing_published(f"publishing to {_safe_url(url)} failed, the previous data keeps serving: {reason}")
-        try:
-            log_path = rejects.commit()
-        except OSError as exc:
-            log_path = rejects.tmp
-            warn(f"could not put the reject log in place ({exc.strerror or exc}); this load's rejections "
-                 f"are in {log_path}")
+        log_path = commit_log()
     if not redis_url:
-        try:
-            client.bgsave()  # the embedded instance keeps what was published across restarts
-        except redis.RedisError:
-            pass
+        _save_embedded(client)
     if cleanup_failed:
         warn(f"version {ver} is published and serving, but removing the old versions failed "
              f"({cleanup_failed[:300]}); the next load removes them")
+    _finish(result, data_dir, log_path, f"published version {ver} (seed {seed})")
+
+
+def _finish(result, data_dir: Path, log_path: Path, head: str, tail: str | None = None):
+    """The end of a load or a dry run: its warnings, one final line, its exit status."""
     missing = _missing_quarters(result, data_dir)
     for line in missing:
         warn(line)
     if result.invalid:
         warn(f"{result.invalid} invalid input(s) rejected, see {log_path}")
     n = result.rejects.height
-    click.echo(f"published version {ver} (seed {seed}): {result.selections.height} banners selected in "
+    click.echo(f"{head}: {result.selections.height} banners selected in "
                f"quarter(s) {', '.join(map(str, result.quarters))}; "
-               + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections"))
+               + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections")
+               + (f"; {tail}" if tail else ""))
     sys.exit(EXIT_REJECTED if result.invalid or missing else EXIT_OK)
+
+
+def _save_embedded(client) -> None:
+    """The embedded instance keeps what was published (or switched to) across restarts."""
+    import redis
+
+    try:
+        client.bgsave()
+    except redis.RedisError:
+        pass
+
+
+def _dry_run_changes(result, against: _DryRun, quiet: bool) -> str:
+    """Prints (unless quiet) what publishing `result` would change; returns it in one phrase."""
+    import textwrap
+
+    import polars as pl
+
+    from loader.publish import selection_changes
+
+    changes = selection_changes(against.records, result.selections)
+    counts = dict(changes.group_by("change").len().iter_rows())
+    versus = f"version {against.version}" if against.version else "nothing published yet"
+    if not changes.height:
+        total = f"no change against {versus}"
+    else:
+        total = (f"against {versus}: {counts.get('added', 0)} campaign(s) added, {counts.get('removed', 0)} "
+                 f"removed, {counts.get('changed', 0)} with other banners (over all quarters)")
+    if quiet:
+        return total
+    click.echo(f"changes against {versus}:" if against.version else "changes (nothing is published yet):")
+    quarters = sorted({r["quarter"] for r in against.records} | set(result.quarters))
+    wrap = textwrap.TextWrapper(width=100, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
+    for q in quarters:
+        of_q = changes.filter(pl.col("quarter") == q)
+        if not of_q.height:
+            click.echo(f"quarter {q}: no change")
+            continue
+        n = dict(of_q.group_by("change").len().iter_rows())
+        click.echo(f"quarter {q}: {n.get('added', 0)} campaign(s) added, {n.get('removed', 0)} removed, "
+                   f"{n.get('changed', 0)} with other banners")
+        for change, sign in (("added", "+"), ("removed", "-")):
+            ids = of_q.filter(pl.col("change") == change)["campaign_id"].to_list()
+            if ids:
+                click.echo(wrap.fill(f"{sign} campaign(s) {', '.join(map(str, ids))}"))
+        for c, added, removed in of_q.filter(pl.col("change") == "changed").select(
+                "campaign_id", "banners_added", "banners_removed").iter_rows():
+            banners = [f"+{b}" for b in added] + [f"-{b}" for b in removed]
+            click.echo(wrap.fill(f"~ campaign {c}: {' '.join(banners)}"))
+    return total
 
 
 def warn(message: str) -> None:
@@ -415,6 +522,99 @@ def _print_table(cols: list[str], rows: list[list[str]], left: tuple[str, ...] =
     click.echo(line(cols))
     for r in rows:
         click.echo(line(r))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, newest first.")
+@_redis_options
+def versions(as_json, redis_url, state_dir):
+    """The versions kept for a rollback, newest load first; * marks the current one.
+
+    A load keeps the current version and the 3 loaded before it (in load order) and
+    deletes older ones.  Each: id, time loaded (UTC), seed, quarters, banners
+    selected and data folder.  Never starts the embedded Redis: with none running it
+    says where it looked, exit 1.
+
+    \b
+    Example:
+      banners versions
+      banners versions --json | jq -r '.[] | select(.current) | .version'
+    """
+    import redis
+
+    from banner_server.catalog import list_versions
+
+    url, client = connect(redis_url, state_dir, start=False)
+    try:
+        kept = list_versions(client, _keys())
+    except redis.RedisError as exc:
+        fail(f"cannot read the versions from Redis at {_safe_url(url)}: {exc}")
+    if as_json:
+        click.echo(json.dumps(kept))
+        return
+    if not kept:
+        click.echo("nothing published yet: run `banners load DATA_DIR` first")
+        return
+
+    def cell(value) -> str:
+        if isinstance(value, list):
+            return ",".join(map(str, value)) or "-"
+        return "-" if value is None else str(value)
+
+    cols = ["", "version", "loaded_at", "seed", "quarters", "banners", "data_dir"]
+    rows = [["*" if v["current"] else "", *(cell(v[c]) for c in cols[1:])] for v in kept]
+    _print_table(cols, rows, left=("", "version", "loaded_at", "quarters", "data_dir"))
+
+
+@main.command()
+@click.argument("version", required=False)
+@_redis_options
+def rollback(version, redis_url, state_dir):
+    """Make a kept version current again, in one atomic switch; workers follow at once.
+
+    VERSION is an id from `banners versions` (its number alone will do); default:
+    the version loaded just before the current one.  So a second rollback goes one
+    more load back, until the oldest kept; name a newer kept version to go forward
+    again.  A rollback takes the load lock: it never runs during a load.  Naming
+    the current version changes nothing and says so.  Never starts the embedded Redis.
+
+    \b
+    Exit status: 0 switched (or already current); 1 nothing switched (no such
+                 kept version, none before the current one, a load running,
+                 Redis unreachable); 2 usage.
+    \b
+    Example:
+      banners rollback            # back to the version loaded before
+      banners rollback 12-9f3a1c  # or: banners rollback 12
+    """
+    import redis
+
+    from loader.publish import LoadLock, LoadRunning, RollbackError, rollback as switch_back
+
+    url, client = connect(redis_url, state_dir, start=False)
+    lock = LoadLock(client, _keys())
+    try:
+        lock.acquire()
+    except LoadRunning:
+        fail("a load or another rollback is running: nothing switched; try again when it ends")
+    except redis.RedisError as exc:
+        fail(f"cannot take the load lock in Redis at {_safe_url(url)}: {exc}")
+    try:
+        before, now = switch_back(client, _keys(), version, lock)
+    except RollbackError as exc:
+        kept = ", ".join(f"{v} (current)" if v == exc.current else v for v in reversed(exc.kept))
+        fail(f"{exc}; kept versions, newest first: {kept or 'none'}")
+    except redis.RedisError as exc:
+        fail(f"rolling back in Redis at {_safe_url(url)} failed ({exc}); `banners versions` says which version "
+             "is current")
+    finally:
+        lock.release()
+    if before == now:
+        click.echo(f"version {now} is already current: nothing changed")
+        return
+    if not redis_url:
+        _save_embedded(client)
+    click.echo(f"version {now} is current again (was {before}); workers serve it from their next request")
 
 
 @main.command()
