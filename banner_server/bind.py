@@ -1,4 +1,4 @@
-"""Checks a `--bind` address before gunicorn gets it.
+"""Checks a `--bind` address before gunicorn gets it, with gunicorn's own parser.
 
 With `reuse_port`, gunicorn's workers open their listening sockets themselves; a
 worker that cannot (an unknown host, a port another program holds, a privileged
@@ -11,41 +11,65 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from gunicorn.util import parse_address
+
 DEFAULT_PORT = 8000  # gunicorn's, for a bind without a port
 
 
 def is_tcp(bind: str) -> bool:
     """False for gunicorn's unix-socket and inherited-fd binds."""
-    return not bind.startswith(("unix:", "fd://"))
+    return isinstance(_parse(bind), tuple)
+
+
+def _parse(bind: str):
+    """gunicorn's reading of a bind: (host, port), a unix socket path, or an fd."""
+    try:
+        return parse_address(bind.strip(), str(DEFAULT_PORT))
+    except RuntimeError as exc:  # gunicorn's way of saying "malformed"
+        hint = ""
+        if bind.count(":") > 1 and "[" not in bind:
+            hint = f"; an IPv6 address goes in brackets: [{bind.strip()}]:{DEFAULT_PORT}"
+        raise ValueError(f"{str(exc).rstrip('.')}{hint}") from None
 
 
 def parse_bind(bind: str) -> tuple[str, int] | None:
     """(host, port) of a TCP bind; None for a unix socket or an inherited fd.
     Raises ValueError for a malformed one."""
-    if not is_tcp(bind):
+    parsed = _parse(bind)
+    if not isinstance(parsed, tuple):
         return None
-    host, sep, port_text = bind.rpartition(":")
-    if not sep or (host.endswith(":") and not host.startswith("[")):
-        host, port_text = bind, str(DEFAULT_PORT)  # no port, or a bare IPv6 address
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"port {port_text!r} is not a number") from None
+    host, port = parsed
+    if port == 0:
+        # gunicorn takes it, but every worker binds its own socket (reuse_port): each
+        # would get a different random port.
+        raise ValueError("port 0 (a random port) cannot be shared by the workers: name a port")
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is out of range (1-65535)")
-    return host.strip("[]") or "0.0.0.0", port
+    return host or "0.0.0.0", port
+
+
+def describe(bind: str) -> str:
+    """The address gunicorn will listen on, as its log writes it: http://HOST:PORT or
+    unix:PATH, with the default port spelled out."""
+    parsed = _parse(bind)
+    if isinstance(parsed, str):
+        return f"unix:{parsed}"
+    if isinstance(parsed, int):
+        return f"fd://{parsed}"
+    host, port = parse_bind(bind)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def bind_problem(bind: str) -> str | None:
     """Why `bind` cannot be listened on right now, or None.  Raises ValueError when
     it is malformed (a usage error rather than a problem of this machine)."""
-    parsed = parse_bind(bind)
-    if parsed is None:
-        if bind.startswith("unix:"):
-            folder = Path(bind[len("unix:"):]).parent
-            return None if folder.is_dir() else f"folder {folder} does not exist"
+    parsed = _parse(bind)
+    if isinstance(parsed, str):
+        folder = Path(parsed).parent
+        return None if folder.is_dir() else f"folder {folder} does not exist"
+    if isinstance(parsed, int):
         return None  # an inherited socket: gunicorn checks it
-    host, port = parsed
+    host, port = parse_bind(bind)
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -62,3 +86,15 @@ def bind_problem(bind: str) -> str | None:
     finally:
         probe.close()
     return None
+
+
+if __name__ == "__main__":  # `make run` checks its port before it loads anything
+    import sys
+
+    try:
+        why = bind_problem(sys.argv[1])
+    except ValueError as exc:
+        sys.exit(f"error: {sys.argv[1]}: {exc}")
+    if why:
+        sys.exit(f"error: cannot listen on {describe(sys.argv[1]).removeprefix('http://')}: {why} "
+                 "(another server there? make run PORT=8001 picks another port)")

@@ -1,4 +1,5 @@
-"""Reading what the publisher wrote: the current version, its selections, its files."""
+"""Reading what the publisher wrote: the current version, its selections, its files,
+and the versions kept for a rollback."""
 
 from __future__ import annotations
 
@@ -15,6 +16,48 @@ def _s(value) -> str | None:
 
 def current_version(r: redis.Redis, keys: Keys) -> str | None:
     return _s(r.get(keys.current))
+
+
+def load_order(ver: str) -> int:
+    """The number part of a version id (`12-9f3a1c` -> 12): the order loads ran in."""
+    head = ver.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def kept_versions(r: redis.Redis, keys: Keys) -> tuple[str | None, list[str]]:
+    """(current, the versions a rollback may switch to, oldest load first).
+
+    The current one is always among them, even one published before `history` existed.
+    """
+    pipe = r.pipeline(transaction=False)
+    pipe.get(keys.current)
+    pipe.zrange(keys.history, 0, -1)
+    current, history = pipe.execute()
+    current, history = _s(current), [_s(v) for v in history]
+    if current is not None and current not in history:
+        history = sorted([*history, current], key=load_order)
+    return current, history
+
+
+def list_versions(r: redis.Redis, keys: Keys) -> list[dict]:
+    """`banners versions --json`: the kept versions, newest load first."""
+    current, kept = kept_versions(r, keys)
+    pipe = r.pipeline(transaction=False)
+    for ver in kept:
+        pipe.hgetall(keys.meta(ver))
+    out = []
+    for ver, raw in zip(reversed(kept), reversed(pipe.execute())):
+        meta = {_s(k): json.loads(v) for k, v in raw.items()}
+        out.append({
+            "version": ver,
+            "current": ver == current,
+            "loaded_at": meta.get("loaded_at"),
+            "data_dir": meta.get("data_dir"),
+            "seed": meta.get("seed"),
+            "quarters": meta.get("quarters"),
+            "banners": meta.get("selections"),
+        })
+    return out
 
 
 def read_selections(r: redis.Redis, keys: Keys, ver: str | None = None) -> tuple[str | None, list[dict]]:

@@ -1,72 +1,312 @@
-"""Server settings, read once per worker from the environment `banners serve` sets."""
+"""Every BANNERS_* environment variable: its name, default and check, in one place.
+
+The `banners serve` options are these variables (click reads them with envvar=);
+serve checks every variable before anything starts, then hands them to gunicorn's
+master (banner_server/gunicorn_conf.py) and its workers (Settings), which read them
+here again.  A value that fails its check raises SettingError naming the variable.
+README.md's table of variables lists exactly VARIABLES (a test holds them together).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 
-def _bool(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+class SettingError(ValueError):
+    """A variable's value cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    parse: Callable[[str], Any]  # text -> value; or ValueError("is not ..." / "must be ...")
+    default: str | None  # text used when unset or empty; None: no value
+    doc: str  # README: what it sets
+    option: str | None = None  # the `banners serve` option (or every command's) that sets it
+
+    def value(self, text: str) -> Any:
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise SettingError(f"{self.name}={mask_password(text)!r} {exc}") from None
+
+    def get(self, env=None) -> Any:
+        """The checked value from env (default os.environ), or the default's."""
+        text = (os.environ if env is None else env).get(self.name)
+        if text is None or text.strip() == "":
+            if self.default is None:
+                return None
+            text = self.default
+        return self.value(text)
+
+
+VARIABLES: dict[str, Var] = {}
+
+
+def _var(name, parse, default, doc, option=None) -> Var:
+    var = VARIABLES[name] = Var(name, parse, default, doc, option)
+    return var
+
+
+def check(env=None) -> None:
+    """Reads every variable once: SettingError for the first that is wrong."""
+    for var in VARIABLES.values():
+        var.get(env)
+
+
+# -- checks ---------------------------------------------------------------------------
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError(f"must be {minimum}-{maximum}" if maximum is not None else f"must be at least {minimum}")
+        return number
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("must be more than 0")
+    return number
+
+
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}  # click's
+
+
+def _bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise ValueError("is not a yes/no value (1, true, yes, on / 0, false, no, off)")
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(_text(text))
+
+
+def _folder(text: str) -> Path:
+    path = Path(_text(text))
+    if not path.is_dir():
+        raise ValueError("is not a folder")
+    return path.resolve()
+
+
+def _choice(*words: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.strip().lower() not in words:
+            raise ValueError(f"is not one of {', '.join(words)}")
+        return text.strip().lower()
+
+    return parse
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError("is not an address or network") from None
+
+
+def split_networks(text: str) -> list[str]:
+    """Items of a list of networks: separated by commas and/or spaces."""
+    return [p for p in re.split(r"[\s,]+", text) if p]
+
+
+def _networks(text: str) -> tuple:
+    return tuple(parse_network(p) for p in split_networks(text))
+
+
+def _memory(text: str) -> str:
+    # redis.conf's memory units; redis-server refuses anything else, after it was started
+    if not re.fullmatch(r"\d+(b|k|kb|m|mb|g|gb)?", text.strip(), re.I):
+        raise ValueError("is not a size like 512mb or 1gb")
+    return text.strip()
+
+
+def check_zone(text: str, now: dt.datetime | None = None) -> str:
+    """The name of an IANA time zone, or ValueError naming zones it may have meant:
+    close spellings, or for a UTC offset (+05:45) the zones at that offset `now`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+        return name
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    zones = sorted(available_timezones())
+    offset = re.fullmatch(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?", name, re.I)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        want = dt.timedelta(hours=int(hours), minutes=int(minutes or 0)) * (1 if sign == "+" else -1)
+        now = now or dt.datetime.now(dt.timezone.utc)
+        at = [z for z in zones if "/" in z and not z.startswith(("Etc/", "SystemV/"))
+              and now.astimezone(ZoneInfo(z)).utcoffset() == want]
+        raise ValueError(f"is a UTC offset, not a time zone (offsets change with daylight saving time); "
+                         f"zones at {sign}{int(hours):02}:{int(minutes or 0):02} now: "
+                         f"{', '.join(at[:8]) + (', ...' if len(at) > 8 else '') if at else 'none'}")
+    close = difflib.get_close_matches(name, zones, n=3, cutoff=0.6)
+    raise ValueError("is not a time zone" + (f"; did you mean {', '.join(close)}?" if close else
+                                             " (an IANA name like Europe/Amsterdam)"))
+
+
+def parse_redis_url(url: str) -> dict:
+    """redis-py's own reading of a Redis URL (the keyword arguments of its connection),
+    with what it lets through silently refused: a database that is not a number (it
+    used 0), port 0 (it used 6379), a unix:// URL without a path.  The one parser of
+    both Redis clients, the CLI's and the hot path's (fastredis)."""
+    from redis.connection import parse_url
+
+    text = url.strip()
+    params = parse_url(text)  # ValueError: scheme, port, IPv6 brackets, query values
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        if not params.get("path"):
+            raise ValueError("a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock")
+        return params
+    if parts.port == 0:
+        raise ValueError("port 0 is not a port Redis listens on")
+    db = unquote(parts.path).strip("/")
+    if db and "db" not in params:
+        raise ValueError(f"the database {db!r} (the URL's path) is not a number")
+    if params.get("db", 0) < 0:
+        raise ValueError("the database number is negative")
+    return params
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, for messages; works on
+    URLs too broken to parse."""
+    return re.sub(r"(://[^:@/]*:)[^/]*@", r"\1***@", url)  # up to the last @ of the netloc
+
+
+def _redis_url(text: str) -> str:
+    try:
+        parse_redis_url(text)
+    except ValueError as exc:
+        raise ValueError(f"is not a Redis URL both clients can use: {exc}") from None
+    return text.strip()
+
+
+def _bind(text: str) -> str:
+    from .bind import parse_bind
+
+    try:
+        parse_bind(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"is not an address gunicorn can listen on: {exc}") from None
+    return text.strip()
+
+
+# -- the variables ----------------------------------------------------------------------
+# (order: the README's table)
+
+STATE_DIR = _var("BANNERS_STATE_DIR", _path, "var",
+                 "folder of the embedded Redis, its data, the reject log and the metrics", "--state-dir")
+REDIS_URL = _var("BANNERS_REDIS_URL", _redis_url, None,
+                 "`redis://`, `rediss://` (TLS) or `unix://` URL of Redis; unset: the embedded Redis", "--redis-url")
+KEY_PREFIX = _var("BANNERS_KEY_PREFIX", _text, "banners:", "prefix of every Redis key (several deployments, one Redis)")
+REDIS_MAXMEMORY = _var("BANNERS_REDIS_MAXMEMORY", _memory, "1gb",
+                       "memory cap of the embedded Redis (read when it starts), e.g. `512mb`")
+BIND = _var("BANNERS_BIND", _bind, "127.0.0.1:8000",
+            "address to listen on: `HOST[:PORT]`, `tcp://HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://FD`", "--bind")
+WORKERS = _var("BANNERS_WORKERS", _int(1), None, "worker processes; unset: two per core", "--workers")
+QUARTER = _var("BANNERS_QUARTER", _int(1, 4), None, "serve this quarter whatever the time (demos, tests)", "--quarter")
+TZ = _var("BANNERS_TZ", check_zone, None, "time zone of the quarter (IANA name); unset: the system's", "--tz")
+IMAGES = _var("BANNERS_IMAGES", _folder, None, "folder of `image_<id>.png` pictures to serve", "--images")
+VISITOR_TTL = _var("BANNERS_VISITOR_TTL", _int(1), "86400", "seconds a visitor's last banner is remembered",
+                   "--visitor-ttl")
+COOKIE_SECURE = _var("BANNERS_COOKIE_SECURE", _bool, "false", "mark the visitor cookie `Secure` (behind HTTPS)",
+                     "--cookie-secure")
+TRUSTED_PROXIES = _var("BANNERS_TRUSTED_PROXIES", _networks, None,
+                       "networks whose `X-Forwarded-For` is believed, separated by commas or spaces",
+                       "--trusted-proxy")
+ACCESS_LOG = _var("BANNERS_ACCESS_LOG", _text, None, "gunicorn access log file (`-`: stderr); unset: none",
+                  "--access-log")
+LOG_FORMAT = _var("BANNERS_LOG_FORMAT", _choice("text", "json"), "text",
+                  "`text` for people, `json`: one JSON object a line (time, level, logger, message, fields)",
+                  "--log-format")
+LOG_LEVEL = _var("BANNERS_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info",
+                 "log level of gunicorn and the server")
+KEEPALIVE = _var("BANNERS_KEEPALIVE", _int(0), "5", "seconds an idle keep-alive connection is kept (0: none)")
+WORKER_TIMEOUT = _var("BANNERS_WORKER_TIMEOUT", _int(1), "30",
+                      "seconds after which a worker that does not report back is killed and replaced")
+REDIS_TIMEOUT = _var("BANNERS_REDIS_TIMEOUT", _seconds, "0.05",
+                     "seconds a request waits for Redis before answering from the worker's snapshot")
+REDIS_CONNECT_TIMEOUT = _var("BANNERS_REDIS_CONNECT_TIMEOUT", _seconds, "0.25",
+                             "seconds a worker's connect to Redis may take (TCP, TLS, AUTH); at least the above")
+REDIS_RETRY = _var("BANNERS_REDIS_RETRY", _seconds, "1",
+                   "seconds a worker answers from its snapshot before trying Redis again")
+SECRET = _var("BANNERS_SECRET", _text, None,
+               "secret that signs click URLs (16+ characters; the same on every host); unset: made once in "
+               "`STATE_DIR/secret`")
+METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
+                   "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`")
+
+
+def _default(var: Var):
+    return var.get({})
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What a worker needs, read once from the variables `banners serve` set; the
+    defaults are the variables' (a plain Redis on localhost when none is named)."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "banners:"
+    key_prefix: str = _default(KEY_PREFIX)
     quarter: int | None = None  # pinned quarter (demos, tests); None: from the clock
     tz: str | None = None  # IANA zone; None: the system's
     images_dir: Path | None = None
-    visitor_ttl: int = 24 * 3600  # seconds a visitor's last banner is remembered
-    cookie_secure: bool = False
+    visitor_ttl: int = _default(VISITOR_TTL)
+    cookie_secure: bool = _default(COOKIE_SECURE)
     trusted_proxies: tuple = ()  # networks whose X-Forwarded-For is believed
-    redis_timeout: float = 0.05  # seconds; the hot path never waits longer on Redis
+    redis_timeout: float = _default(REDIS_TIMEOUT)  # the hot path never waits longer on Redis
     # Connecting is once per worker but takes several round trips (TCP, TLS, AUTH); a
     # refused connection fails at once, only a silent host costs this, once per retry.
-    redis_connect_timeout: float = 0.25
-    redis_retry: float = 1.0  # seconds to answer from the snapshot before trying again
+    redis_connect_timeout: float = _default(REDIS_CONNECT_TIMEOUT)
+    redis_retry: float = _default(REDIS_RETRY)
     metrics_dir: Path | None = None
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "Settings":
-        def opt(name):
-            value = env.get(name)
-            return value if value not in (None, "") else None
-
-        def num(name, cast, default, minimum=0.0):
-            """A positive number from the environment, or ValueError naming the variable."""
-            value = opt(name)
-            if value is None:
-                return default
-            try:
-                number = cast(value)
-            except ValueError:
-                raise ValueError(f"{name}={value!r} is not a number") from None
-            if not number > minimum:
-                raise ValueError(f"{name}={value!r} must be more than {minimum:g}")
-            return number
-
-        proxies = tuple(
-            ipaddress.ip_network(p.strip(), strict=False)
-            for p in (env.get("BANNERS_TRUSTED_PROXIES") or "").split(",")
-            if p.strip()
-        )
-        redis_timeout = num("BANNERS_REDIS_TIMEOUT", float, cls.redis_timeout)
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        redis_timeout = REDIS_TIMEOUT.get(env)
         return cls(
-            redis_url=opt("BANNERS_REDIS_URL") or cls.redis_url,
-            key_prefix=opt("BANNERS_KEY_PREFIX") or cls.key_prefix,
-            quarter=int(env["BANNERS_QUARTER"]) if opt("BANNERS_QUARTER") else None,
-            tz=opt("BANNERS_TZ"),
-            images_dir=Path(env["BANNERS_IMAGES"]) if opt("BANNERS_IMAGES") else None,
-            visitor_ttl=num("BANNERS_VISITOR_TTL", int, cls.visitor_ttl),
-            cookie_secure=_bool(env.get("BANNERS_COOKIE_SECURE")),
-            trusted_proxies=proxies,
+            redis_url=REDIS_URL.get(env) or cls.redis_url,
+            key_prefix=KEY_PREFIX.get(env),
+            quarter=QUARTER.get(env),
+            tz=TZ.get(env),
+            images_dir=IMAGES.get(env),
+            visitor_ttl=VISITOR_TTL.get(env),
+            cookie_secure=COOKIE_SECURE.get(env),
+            trusted_proxies=TRUSTED_PROXIES.get(env) or (),
             redis_timeout=redis_timeout,
             # Never less than one command's budget: a connect is at least one round trip.
-            redis_connect_timeout=max(redis_timeout, num("BANNERS_REDIS_CONNECT_TIMEOUT", float,
-                                                         cls.redis_connect_timeout)),
-            redis_retry=num("BANNERS_REDIS_RETRY", float, cls.redis_retry),
-            metrics_dir=Path(env["BANNERS_METRICS_DIR"]) if opt("BANNERS_METRICS_DIR") else None,
+            redis_connect_timeout=max(redis_timeout, REDIS_CONNECT_TIMEOUT.get(env)),
+            redis_retry=REDIS_RETRY.get(env),
+            metrics_dir=METRICS_DIR.get(env),
         )

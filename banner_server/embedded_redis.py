@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis
 
+from . import config
+
 # AF_UNIX paths are limited to 108 bytes; past that we listen on loopback TCP.
 _MAX_SOCKET_PATH = 100
 
@@ -36,18 +38,12 @@ def redis_server_binary() -> str:
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("BANNERS_STATE_DIR") or "var")
-
-
-# Visitor keys are the only ones with a TTL, so `volatile-lru` at the memory cap drops
-# the least recently seen visitors and never a published selection: a flood of new
-# visitors (or of forged cookies) cannot fill the machine or make a load fail.
-DEFAULT_MAXMEMORY = "1gb"
+    return config.STATE_DIR.get()
 
 
 class EmbeddedRedis:
     def __init__(self, state_dir: Path | str, maxmemory: str | None = None):
-        self.maxmemory = maxmemory or os.environ.get("BANNERS_REDIS_MAXMEMORY") or DEFAULT_MAXMEMORY
+        self.maxmemory = maxmemory  # None: BANNERS_REDIS_MAXMEMORY, read when it starts
         self.state_dir = Path(state_dir).resolve()
         self.socket = self.state_dir / "redis.sock"
         self.pidfile = self.state_dir / "redis.pid"
@@ -161,7 +157,10 @@ class EmbeddedRedis:
             # RDB snapshots (and one after every load) keep what was published across
             # restarts without an append-only log on the hot path's visitor writes.
             + "save 900 1\nsave 300 100\nsave 60 10000\n"
-            + f"maxmemory {self.maxmemory}\nmaxmemory-policy volatile-lru\n"
+            # Visitor keys are the only ones with a TTL, so `volatile-lru` at the cap drops
+            # the least recently seen visitors and never a published selection: a flood of
+            # new visitors (or of forged cookies) cannot fill the machine or make a load fail.
+            + f"maxmemory {self.maxmemory or config.REDIS_MAXMEMORY.get()}\nmaxmemory-policy volatile-lru\n"
             + "daemonize yes\n"
             + f"pidfile {self.pidfile}\n"
             + f"logfile {self.logfile}\n"

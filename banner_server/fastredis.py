@@ -13,9 +13,10 @@ import hashlib
 import socket
 import ssl
 import threading
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+from .config import parse_redis_url
 
 
 class FastRedisError(Exception):
@@ -43,25 +44,23 @@ def _pack(*parts) -> bytes:
 
 class FastRedis:
     def __init__(self, url: str, timeout: float = 0.05, connect_timeout: float | None = None):
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        self.scheme = parts.scheme
+        # redis-py's own URL parser, so both clients read a URL the same way (and one
+        # that either cannot use fails here, as in the CLI, not in every worker).
+        params = parse_redis_url(url)
+        self.scheme = url.strip().split("://", 1)[0]
         self.timeout = timeout
         # Connecting (TCP, a TLS handshake, AUTH) takes several round trips and happens
         # once per worker, so it may get its own, longer budget than one command.
         self.connect_timeout = connect_timeout or timeout
-        self.path = unquote(parts.path) if parts.scheme == "unix" else None
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        db = query.get("db", [None])[0]
-        if db is None and parts.scheme != "unix" and parts.path.strip("/"):
-            db = parts.path.strip("/")
-        self.db = int(db) if db else 0
+        self.path = params.get("path")
+        self.host = params.get("host", "localhost")  # redis-py's defaults
+        self.port = params.get("port", 6379)
+        self.username = params.get("username")
+        self.password = params.get("password")
+        self.db = params.get("db", 0)
         # The same query parameters redis-py reads from a rediss:// URL.
-        self.ssl_verify = (query.get("ssl_cert_reqs", ["required"])[0] or "required") != "none"
-        self.ssl_ca_certs = query.get("ssl_ca_certs", [None])[0]
+        self.ssl_verify = (params.get("ssl_cert_reqs") or "required") != "none"
+        self.ssl_ca_certs = params.get("ssl_ca_certs")
         # One connection per thread: gthread workers (the fallback when meinheld is
         # missing) run requests on several threads at once, and two requests on one
         # socket would read each other's replies.  meinheld runs one thread.

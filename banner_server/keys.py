@@ -8,6 +8,9 @@ never read across two versions.
     {p}current                      string: the version being served, e.g. ``12-9f3a1c``
     {p}version_seq                  counter: the number part of the last version id
     {p}versions                     set: every version that may still have keys
+    {p}history                      sorted set: the versions a load made current, scored by load
+                                    order (the id's number): what `banners versions` lists and
+                                    `banners rollback` may switch to (loader.publish.KEEP_VERSIONS)
     {p}load_lock                    string: the running load's token, from its start to its end;
                                     a 10 s lease renewed while it lives (loader.publish.LoadLock)
     {p}v:{ver}:meta                 hash: seed, loaded_at, data_dir, quarters, ...
@@ -28,6 +31,7 @@ class Keys:
         self.current = prefix + "current"
         self.version_seq = prefix + "version_seq"
         self.versions = prefix + "versions"
+        self.history = prefix + "history"
         self.load_lock = prefix + "load_lock"
 
     def version(self, ver: str) -> str:

@@ -1,9 +1,11 @@
-"""Writes a computed load into Redis as a new version, then switches to it atomically.
+"""Writes a computed load into Redis as a new version, then switches to it atomically;
+keeps the last KEEP_VERSIONS versions and switches back to one of them (rollback).
 
 Only one load runs at a time: `LoadLock` is taken when a load starts and held until
 it ends, as a short lease that a background thread renews while the load lives.  A
 load killed with SIGKILL stops renewing, so the next load can start once the lease
 runs out (seconds), and a load that lost its lease (paused past it) cannot switch.
+A rollback takes the same lock: it never interleaves with a load's switch and cleanup.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import secrets
 import threading
 import uuid
 
+import polars as pl
 import redis
 from redis.exceptions import LockError
 
-from banner_server.catalog import current_version
+from banner_server.catalog import kept_versions, load_order
 from banner_server.keys import Keys
 
 from .pipeline import LoadResult
@@ -25,6 +28,9 @@ from .rules import selections_to_records
 # Seconds a load's lock outlives its last renewal: how long a killed load blocks the
 # next one.  Renewed every third of it, so a renewal may be late twice before it is lost.
 LOAD_LEASE = 10.0
+# Versions kept: the current one and the 3 loaded before it (SPEC §6), by load order.
+# A version of the real set takes 236 KB in Redis (bench/version_memory.py).
+KEEP_VERSIONS = 4
 
 
 class PublishError(Exception):
@@ -45,6 +51,15 @@ class CleanupFailed(Exception):
         super().__init__(f"published version {version}, but removing the old versions failed: {reason}")
         self.version = version
         self.reason = reason
+
+
+class RollbackError(Exception):
+    """Nothing was switched; `kept` are the versions a rollback may name, oldest load first."""
+
+    def __init__(self, message: str, kept: list[str], current: str | None):
+        super().__init__(message)
+        self.kept = kept
+        self.current = current
 
 
 class LoadLock:
@@ -101,17 +116,44 @@ class LoadLock:
         self.release()
 
 
-# The switch: SET current only while this load still holds the lock, in one step.
+# The switch: SET current only while this load still holds the lock, in one step, and
+# enter the new version in `history`, what may be rolled back to.  A current version
+# missing from `history` (published before it existed) is entered too, by its id's
+# number, so the version serving until now can always be switched back to.
 _SWITCH = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    redis.call('SET', KEYS[2], ARGV[2])
-    return 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local old = redis.call('GET', KEYS[2])
+if old then
+    local n = tonumber(string.match(old, '^(%d+)'))
+    if n then redis.call('ZADD', KEYS[3], 'NX', n, old) end
 end
-return 0
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+
+# A rollback's switch: under the lock, and only to a version still in `history` whose
+# keys are there (cleanup leaves `history` first, see _UNLIST).
+_ROLLBACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return -1 end
+if redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Before its keys go, a version leaves `history`, unless it is current: a rollback then
+# either switched to it first (and it stays) or can no longer choose it.
+_UNLIST = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
 """
 
 
 def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
+    if not r.eval(_UNLIST, 2, keys.current, keys.history, ver):
+        return  # current: never deleted
     batch = []
     for key in r.scan_iter(match=keys.version(ver) + "*", count=1000):
         batch.append(key)
@@ -127,10 +169,10 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
     """Publishes `result` under `lock` (taken here if None); returns the new version id.
 
     Order matters for readers: every key of the new version is written first, then
-    `current` is switched with one SET, then superseded versions are removed.  A
-    failure or a kill before the SET leaves the old version serving untouched; its
-    leftovers are removed by the next successful load.  A failure after the SET
-    raises CleanupFailed: the new version is current all the same.
+    `current` is switched with one SET, then the versions beyond the newest
+    KEEP_VERSIONS are removed.  A failure or a kill before the SET leaves the old
+    version serving untouched; its leftovers are removed by the next successful load.
+    A failure after the SET raises CleanupFailed: the new version is current all the same.
     """
     if lock is None:
         with LoadLock(r, keys) as lock:
@@ -138,11 +180,12 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
     # The counter orders versions for people; the random part keeps an id from
     # ever being handed out twice when Redis loses its data (and the counter)
     # while workers still hold a snapshot of the old version under that id.
-    ver = f"{r.incr(keys.version_seq)}-{secrets.token_hex(3)}"
+    seq = r.incr(keys.version_seq)
+    ver = f"{seq}-{secrets.token_hex(3)}"
     r.sadd(keys.versions, ver)
     try:
         _write_version(r, keys, ver, result, meta)
-        switched = r.eval(_SWITCH, 2, keys.load_lock, keys.current, lock.token, ver)
+        switched = r.eval(_SWITCH, 3, keys.load_lock, keys.current, keys.history, lock.token, ver, seq)
     except redis.RedisError:
         _try_delete(r, keys, ver)
         raise
@@ -151,14 +194,102 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
         raise PublishError("this load lost its lock (paused longer than its lease, or Redis lost it) and "
                            "another load may have started: nothing published; load again")
     try:
-        # Only this load can switch while it holds the lock: what is not current is old.
-        current = current_version(r, keys)
-        for old in r.smembers(keys.versions):
-            if old.decode() not in (ver, current):
-                _delete_version(r, keys, old.decode())
+        _remove_old_versions(r, keys)
     except redis.RedisError as exc:
         raise CleanupFailed(ver, str(exc)) from exc
     return ver
+
+
+def _remove_old_versions(r: redis.Redis, keys: Keys) -> None:
+    """Deletes every version but the newest KEEP_VERSIONS by load order and the current
+    one: those loaded earlier, and the leftovers of loads that never switched."""
+    current, kept = kept_versions(r, keys)
+    keep = {current, *kept[-KEEP_VERSIONS:]}
+    listed = {v.decode() for v in r.smembers(keys.versions)} | set(kept)
+    for old in sorted(listed - keep, key=load_order):
+        _delete_version(r, keys, old)
+
+
+def rollback(r: redis.Redis, keys: Keys, target: str | None = None,
+             lock: LoadLock | None = None) -> tuple[str, str]:
+    """Makes a kept version current again; returns (the version current before, now).
+
+    `target`: a kept version's id, or its number alone when no other kept version has
+    it; default the kept version loaded just before the current one, so each rollback
+    goes one load further back.  The target already current changes nothing.  Raises
+    RollbackError (nothing switched) when there is no such kept version.
+    """
+    if lock is None:
+        with LoadLock(r, keys) as lock:
+            return rollback(r, keys, target, lock)
+    current, kept = kept_versions(r, keys)
+    if current is None:
+        raise RollbackError("nothing is published yet: there is no version to roll back to", kept, current)
+    if target is None:
+        before = kept[:kept.index(current)]
+        if not before:
+            raise RollbackError(f"version {current} is the oldest kept version: there is none before it to roll "
+                                "back to", kept, current)
+        target = before[-1]
+    elif target not in kept:
+        same_number = [v for v in kept if target.isdigit() and load_order(v) == int(target)]
+        if len(same_number) != 1:
+            raise RollbackError(f"no kept version {target!r}", kept, current)
+        target = same_number[0]
+    if target == current:
+        return current, current
+    done = r.eval(_ROLLBACK, 4, keys.load_lock, keys.current, keys.history, keys.selections(target),
+                  lock.token, target)
+    if done == 0:
+        raise RollbackError("this rollback lost the load lock (paused longer than its lease, or Redis lost it): "
+                            "nothing switched; try again", kept, current)
+    if done == -1:
+        raise RollbackError(f"version {target} is no longer kept (removed by a load meanwhile)", kept, current)
+    if done == -2:
+        raise RollbackError(f"version {target} is kept, but its selections are missing from Redis: nothing "
+                            "switched", kept, current)
+    return current, target
+
+
+def selection_changes(old_records: list[dict], selections: pl.DataFrame) -> pl.DataFrame:
+    """What publishing `selections` would change in what is served, against `old_records`
+    (the `show --json` records of the current version).
+
+    One row per quarter and campaign whose set of banners differs: `change` (`added`,
+    `removed` or `changed`), `banners_added` and `banners_removed` (sorted ids).  Order
+    and revenue within a selection do not count: requests draw uniformly from the set.
+    """
+    key = ["quarter", "campaign_id", "banner_id"]
+    # Only the ids are read, so the other fields' JSON types (a revenue of 2 or 2.0) never matter.
+    records_schema = {"quarter": pl.Int64, "campaign_id": pl.Int64,
+                      "banners": pl.List(pl.Struct({"banner_id": pl.Int64}))}
+    old = (pl.LazyFrame(old_records, schema=records_schema, strict=False)
+           .explode("banners")
+           .select("quarter", "campaign_id", pl.col("banners").struct.field("banner_id"))
+           .drop_nulls())
+    new = selections.lazy().select(key).cast(pl.Int64)
+    added, removed = pl.col("new") & ~pl.col("old"), pl.col("old") & ~pl.col("new")
+    return (
+        pl.concat([old.with_columns(old=True, new=False), new.with_columns(old=False, new=True)])
+        .group_by(key).agg(pl.col("old").any(), pl.col("new").any())
+        .group_by("quarter", "campaign_id")
+        .agg(
+            was=pl.col("old").any(),
+            will=pl.col("new").any(),
+            banners_added=pl.col("banner_id").filter(added).sort(),
+            banners_removed=pl.col("banner_id").filter(removed).sort(),
+        )
+        .filter((pl.col("banners_added").list.len() > 0) | (pl.col("banners_removed").list.len() > 0))
+        .select(
+            "quarter", "campaign_id",
+            change=pl.when(~pl.col("was")).then(pl.lit("added"))
+            .when(~pl.col("will")).then(pl.lit("removed")).otherwise(pl.lit("changed")),
+            banners_added="banners_added",
+            banners_removed="banners_removed",
+        )
+        .sort("quarter", "campaign_id")
+        .collect()
+    )
 
 
 def _try_delete(r: redis.Redis, keys: Keys, ver: str) -> None:

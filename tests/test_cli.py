@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import cli
+from banner_server import cli
 from banner_server.embedded_redis import EmbeddedRedis
 from tests.test_loader import CLICKS, CONVS, IMPS, write
 
@@ -219,7 +219,8 @@ def test_old_version_cleanup_failing_after_the_switch_still_reports_published(ru
 
     import loader.publish as publish_mod
 
-    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
+    for _ in range(publish_mod.KEEP_VERSIONS):  # the next load has one to remove
+        assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
     real_delete = publish_mod._delete_version
 
     def lost_connection(*args):
@@ -231,10 +232,10 @@ def test_old_version_cleanup_failing_after_the_switch_still_reports_published(ru
     assert res.exit_code == 0, res.output  # was 1, "the previous data keeps serving": untrue
     assert res.stdout.startswith(f"published version {current} ")
     assert "removing the old versions failed (Connection reset by peer); the next load removes them" in res.stderr
-    assert len(real_redis.smembers("banners:versions")) == 2
+    assert len(real_redis.smembers("banners:versions")) == publish_mod.KEEP_VERSIONS + 1
     monkeypatch.setattr(publish_mod, "_delete_version", real_delete)
     assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
-    assert real_redis.smembers("banners:versions") == {real_redis.get("banners:current")}
+    assert len(real_redis.smembers("banners:versions")) == publish_mod.KEEP_VERSIONS
 
 
 def test_no_valid_data_exits_1(runner, redis_proc, real_redis, tmp_path):
@@ -277,8 +278,8 @@ def test_sample_data_into_a_folder_it_cannot_write_exits_1(runner, tmp_path):
 
 
 def test_every_command_has_help_with_an_example(runner):
-    for cmd in [["sample-data"], ["load"], ["show"], ["status"], ["serve"], ["redis"], ["redis", "start"],
-                ["redis", "stop"]]:
+    for cmd in [["sample-data"], ["load"], ["show"], ["status"], ["versions"], ["rollback"], ["serve"], ["redis"],
+                ["redis", "start"], ["redis", "stop"]]:
         res = runner.invoke(cli.main, [*cmd, "--help"])
         assert res.exit_code == 0 and "Example" in res.output, cmd
 
@@ -394,7 +395,7 @@ def held(*args, **kw):
         time.sleep(0.02)
     return real(*args, **kw)
 setattr(mod, name, held)
-import cli
+from banner_server import cli
 cli.main(prog_name="banners")
 """
 
@@ -451,7 +452,8 @@ def test_a_load_killed_while_publishing_blocks_the_next_only_for_its_lease(runne
     res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
     assert res.exit_code == 0, res.output
     assert real_redis.get("banners:current") != before
-    assert real_redis.smembers("banners:versions") == {real_redis.get("banners:current")}  # leftovers removed
+    # the killed load's leftovers are removed; the two published versions are kept
+    assert real_redis.smembers("banners:versions") == {before, real_redis.get("banners:current")}
 
 
 def test_serve_refuses_an_address_it_cannot_listen_on(runner, redis_proc, tmp_path):
@@ -492,3 +494,191 @@ def test_serve_checks_the_settings_before_starting_workers(runner, redis_proc):
     res = runner.invoke(cli.main, ["serve", "--bind", f"127.0.0.1:{free_port()}", "--redis-url", redis_proc.url],
                         env={"BANNERS_REDIS_TIMEOUT": "fast"})
     assert res.exit_code == 2 and "BANNERS_REDIS_TIMEOUT='fast' is not a number" in res.output
+
+
+# -- load --dry-run ---------------------------------------------------------------
+
+def test_dry_run_prints_the_changes_and_publishes_nothing(runner, redis_proc, real_redis, full, tmp_path):
+    state = tmp_path / "state"
+    write(full, "1/more.csv", CLICKS + "3,101,7\n")  # one duplicate_row
+    assert run(runner, redis_proc, "load", str(full), "--seed", "3", "--state-dir", str(state)).exit_code == 0
+    serving_log = (state / "rejected.jsonl").read_text()
+    current, before = real_redis.get("banners:current").decode(), real_redis.dbsize()
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--state-dir", str(state))
+    assert res.exit_code == 0, res.output
+    assert f"seed: 3 (version {current}'s; --seed tries another)" in res.stdout  # so only data changes show
+    assert "quarter 1: no change" in res.stdout and f"no change against version {current}" in res.stdout
+    write(full, "1/impressions_more.csv", IMPS + "102,7\n500,8\n")  # a banner for 7, a new campaign 8
+    write(full, "1/clicks_more.csv", CLICKS + "4,102,7\n5,500,8\n")
+    (full / "4" / "impressions_4.csv").unlink()  # quarter 4 gone: its campaign 7 is removed
+    write(full, "4/impressions_4.csv", IMPS + "104,9\n")  # ...and campaign 9 added
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--state-dir", str(state))
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert f"changes against version {current}:\n" in out
+    assert ("quarter 1: 1 campaign(s) added, 0 removed, 1 with other banners\n"
+            "  + campaign(s) 8\n"
+            "  ~ campaign 7: +102\n"
+            "quarter 2: no change\n"
+            "quarter 3: no change\n"
+            "quarter 4: 1 campaign(s) added, 1 removed, 0 with other banners\n"
+            "  + campaign(s) 9\n"
+            "  - campaign(s) 7\n") in out
+    assert out.splitlines()[-1].startswith("dry run, nothing published (seed 3): ")
+    assert out.splitlines()[-1].endswith(f"against version {current}: 2 campaign(s) added, 1 removed, "
+                                         "1 with other banners (over all quarters)")
+    assert f"1 rejection(s) logged to {state / 'rejected.dry-run.jsonl'}" in out
+    # nothing published: same version, same keys, and the serving version's reject log untouched
+    assert real_redis.get("banners:current").decode() == current and real_redis.dbsize() == before
+    assert (state / "rejected.jsonl").read_text() == serving_log
+    assert [json.loads(x)["reason"] for x in (state / "rejected.dry-run.jsonl").read_text().splitlines()] == [
+        "duplicate_row"]
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "-q", "--state-dir", str(state))
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.count("\n") == 1
+    assert "2 campaign(s) added, 1 removed" in res.stdout
+
+
+def test_dry_run_exits_as_the_load_would(runner, redis_proc, real_redis, full, tmp_path):
+    log = tmp_path / "dry.jsonl"
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--reject-log", str(log))
+    assert res.exit_code == 0 and "changes (nothing is published yet):" in res.stdout
+    assert "quarter 1: 1 campaign(s) added" in res.stdout and "no change against" not in res.stdout
+    assert "against nothing published yet: 4 campaign(s) added" in res.stdout
+    write(full, "2/bad.csv", CLICKS + "x,1,1\n")
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--reject-log", str(log))
+    assert res.exit_code == 3 and f"1 invalid input(s) rejected, see {log}" in res.stderr
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--strict", "--reject-log", str(log))
+    assert res.exit_code == 1
+    assert f"--strict: 1 invalid input(s): a load would publish nothing (dry run); its 1 rejection(s) are in {log}" \
+        in res.stderr
+    assert [json.loads(x)["reason"] for x in log.read_text().splitlines()] == ["invalid"]
+    (full / "3" / "impressions_3.csv").unlink()
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--reject-log", os.devnull)
+    assert res.exit_code == 3 and "quarter 3 has no data" in res.stderr
+    res = runner.invoke(cli.main, ["load", str(full), "--dry-run", "--redis-url", f"unix://{tmp_path}/nope.sock"])
+    assert res.exit_code == 1 and "cannot reach Redis" in res.stderr and res.stdout == ""
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "--reject-log", str(tmp_path / "no" / "r.jsonl"))
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+    (tmp_path / "empty").mkdir()
+    res = run(runner, redis_proc, "load", str(tmp_path / "empty"), "--dry-run")
+    assert res.exit_code == 1 and "no *.csv files" in res.stderr
+    assert real_redis.get("banners:current") is None  # nothing was ever published
+
+
+def test_dry_run_does_not_wait_for_the_load_lock(runner, redis_proc, real_redis, full):
+    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
+    real_redis.set("banners:load_lock", "a-running-load", px=10_000)
+    res = run(runner, redis_proc, "load", str(full), "--dry-run", "-q", "--reject-log", os.devnull)
+    assert res.exit_code == 0, res.output
+    assert real_redis.get("banners:load_lock") == b"a-running-load"  # neither taken nor released
+    assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 1
+
+
+# -- versions and rollback --------------------------------------------------------
+
+def _load_seeds(runner, redis_proc, data, *seeds):
+    out = []
+    for seed in seeds:
+        res = run(runner, redis_proc, "load", str(data), "-q", "--seed", str(seed), "--reject-log", os.devnull)
+        assert res.exit_code == 0, res.output
+        out.append(res.stdout.split()[2])  # "published version V (seed ..."
+    return out
+
+
+def test_versions_lists_the_kept_ones_newest_first(runner, redis_proc, real_redis, full):
+    assert run(runner, redis_proc, "versions").stdout.startswith("nothing published yet")
+    assert json.loads(run(runner, redis_proc, "versions", "--json").stdout) == []
+    vers = _load_seeds(runner, redis_proc, full, 1, 2, 3, 4, 5)
+    listed = json.loads(run(runner, redis_proc, "versions", "--json").stdout)
+    assert [v["version"] for v in listed] == vers[:0:-1]  # the first load's version is gone
+    assert [(v["current"], v["seed"]) for v in listed] == [(True, 5), (False, 4), (False, 3), (False, 2)]
+    first = listed[0]
+    assert first["data_dir"] == str(full.resolve()) and first["quarters"] == [1, 2, 3, 4]
+    assert first["banners"] == 5 and first["loaded_at"].endswith("+00:00")
+    res = run(runner, redis_proc, "versions")
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0 and lines[0].split() == ["version", "loaded_at", "seed", "quarters", "banners",
+                                                       "data_dir"]
+    assert lines[1].split() == ["*", vers[4], first["loaded_at"], "5", "1,2,3,4", "5", str(full.resolve())]
+    assert [line.split()[0] for line in lines[2:]] == vers[3:0:-1]
+
+
+def test_rollback_command(runner, redis_proc, real_redis, full):
+    res = run(runner, redis_proc, "rollback")
+    assert res.exit_code == 1 and "nothing is published yet" in res.stderr
+    v1, v2, v3 = _load_seeds(runner, redis_proc, full, 1, 2, 3)
+    res = run(runner, redis_proc, "rollback")
+    assert res.exit_code == 0 and res.stdout == (f"version {v2} is current again (was {v3}); workers serve it from "
+                                                 "their next request\n")
+    assert real_redis.get("banners:current").decode() == v2
+    assert json.loads(run(runner, redis_proc, "status", "--json").stdout)["seed"] == 2
+    assert run(runner, redis_proc, "rollback").exit_code == 0  # one more load back
+    res = run(runner, redis_proc, "rollback")
+    assert res.exit_code == 1
+    assert (f"error: version {v1} is the oldest kept version: there is none before it to roll back to; kept "
+            f"versions, newest first: {v3}, {v2}, {v1} (current)") in res.stderr
+    res = run(runner, redis_proc, "rollback", "42-abcdef")
+    assert res.exit_code == 1 and "no kept version '42-abcdef'; kept versions, newest first: " in res.stderr
+    assert "Traceback" not in res.output
+    res = run(runner, redis_proc, "rollback", v3.split("-")[0])  # forward again, by number
+    assert res.exit_code == 0 and f"version {v3} is current again (was {v1})" in res.stdout
+    res = run(runner, redis_proc, "rollback", v3)
+    assert res.exit_code == 0 and res.stdout == f"version {v3} is already current: nothing changed\n"
+    assert [v["current"] for v in json.loads(run(runner, redis_proc, "versions", "--json").stdout)] == [
+        True, False, False]
+    assert run(runner, redis_proc, "rollback", "a", "b").exit_code == 2
+    assert not real_redis.exists("banners:load_lock")
+
+
+def test_rollback_is_refused_while_a_load_runs(runner, redis_proc, real_redis, full, tmp_path):
+    v1, v2 = _load_seeds(runner, redis_proc, full, 1, 2)
+    gate = tmp_path / "gate"
+    held = held_load(redis_proc.url, full, gate, at="_write_version", lease=5.0)
+    try:
+        res = run(runner, redis_proc, "rollback")
+        assert res.exit_code == 1 and "a load or another rollback is running: nothing switched" in res.stderr
+        assert real_redis.get("banners:current").decode() == v2
+        Path(f"{gate}.go").touch()
+        out, err = held.communicate(timeout=60)
+        assert held.returncode == 0, out + err
+    finally:
+        held.kill()
+        held.wait()
+    v3 = real_redis.get("banners:current").decode()
+    assert v3 not in (v1, v2)
+    res = run(runner, redis_proc, "rollback")
+    assert res.exit_code == 0 and f"version {v2} is current again (was {v3})" in res.stdout
+
+
+def test_rollback_and_versions_never_start_the_embedded_redis(runner, tmp_path):
+    typo = tmp_path / "typo"
+    for cmd in (["versions"], ["versions", "--json"], ["rollback"], ["rollback", "3"]):
+        res = runner.invoke(cli.main, [*cmd, "--state-dir", str(typo)], env={"BANNERS_REDIS_URL": None})
+        assert res.exit_code == 1, (cmd, res.output)
+        assert f"no embedded Redis is running in the state folder {typo}" in res.stderr
+    assert not typo.exists()
+
+
+def test_rollback_on_the_embedded_redis_is_saved(tmp_path, full):
+    """The embedded Redis saves after a rollback as after a load: a crash keeps it."""
+    import redis as redis_lib
+
+    state = tmp_path / "state"
+    env = embedded_env(state)
+    try:
+        v1 = banners("load", str(full), "-q", "--seed", "1", env=env).stdout.split()[2]
+        assert banners("load", str(full), "-q", "--seed", "2", env=env).returncode == 0
+        p = banners("rollback", env=env)
+        assert p.returncode == 0 and f"version {v1} is current again" in p.stdout, p.stderr
+        emb = EmbeddedRedis(state)
+        client = redis_lib.Redis.from_url(emb.url())
+        deadline = time.monotonic() + 10
+        while client.info("persistence")["rdb_changes_since_last_save"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the background save the rollback started
+        client.close()
+        os.kill(emb.pid(), signal.SIGKILL)  # no save on the way out
+        assert banners("redis", "start", env=env).returncode == 0
+        listed = json.loads(banners("versions", "--json", env=env).stdout)
+        assert [(v["version"], v["current"]) for v in listed][1] == (v1, True)
+    finally:
+        banners("redis", "stop", env=env)

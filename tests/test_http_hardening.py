@@ -142,3 +142,19 @@ def test_the_gthread_fallback_serves_concurrent_requests_right(redis_server, tmp
     finally:
         server.stop()
     assert "gthread" in server.proc.stdout.read().decode()
+
+
+def test_json_logs_are_one_object_a_line(redis_server, tmp_path):
+    server = Server(redis_server.url, tmp_path / "state", "--quarter", "1", "--workers", "1",
+                    "--log-format", "json", "--access-log", "-")
+    try:
+        assert server.get("/campaigns/7", {"User-Agent": 'esc \x1b "quoted"'})[0] == 200
+        assert server.get("/campaigns/7")[0] == 200
+    finally:
+        server.stop()
+    lines = [line for line in server.proc.stdout.read().decode().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    assert any(r["logger"] == "gunicorn.error" and "Listening at" in r["message"] for r in records)
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    assert access and access[-1]["path"] == "/campaigns/7" and access[-1]["status"] == 200
+    assert all({"time", "level", "pid", "message"} <= set(r) for r in records)

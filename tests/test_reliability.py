@@ -9,7 +9,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-import cli
+from banner_server import cli
 import loader.publish as publish_mod
 from banner_server.catalog import current_version, read_selections
 from banner_server.embedded_redis import free_port
@@ -62,7 +62,8 @@ def test_redis_killed_in_the_middle_of_a_load(small_data, other_data, monkeypatc
         monkeypatch.setattr(publish_mod, "_write_version", real)
         assert load(proc.url, other_data).exit_code == 0
         assert read_selections(client, KEYS) != before
-        assert client.smembers(KEYS.versions) == {current_version(client, KEYS).encode()}
+        # the version serving before is kept, for a rollback
+        assert client.smembers(KEYS.versions) == {before[0].encode(), current_version(client, KEYS).encode()}
     finally:
         proc.close()
 

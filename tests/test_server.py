@@ -389,11 +389,12 @@ def test_gunicorn_conf_falls_back_to_gthread_without_meinheld(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
+    conf = root / "banner_server" / "gunicorn_conf.py"  # what `banners serve` hands gunicorn
     code = ("import sys, runpy; sys.modules['meinheld'] = None; sys.modules['banner_server.worker'] = None; "
-            f"c = runpy.run_path({str(root / 'gunicorn.conf.py')!r}); print(c['worker_class'], c['_fallback'] is not None)")
+            f"c = runpy.run_path({str(conf)!r}); print(c['worker_class'], c['_fallback'] is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
     assert out == ["gthread", "True"]
-    code = f"import runpy; c = runpy.run_path({str(root / 'gunicorn.conf.py')!r}); print(c['worker_class'], c['reuse_port'])"
+    code = f"import runpy; c = runpy.run_path({str(conf)!r}); print(c['worker_class'], c['reuse_port'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
     assert out == ["banner_server.worker.MeinheldWorker", "True"]
 
@@ -401,7 +402,7 @@ def test_gunicorn_conf_falls_back_to_gthread_without_meinheld(tmp_path):
 def test_serve_rejects_bad_options_with_usage_errors(tmp_path):
     from click.testing import CliRunner
 
-    import cli
+    from banner_server import cli
 
     runner = CliRunner()
     assert runner.invoke(cli.main, ["serve", "--tz", "Mars/Olympus"]).exit_code == 2

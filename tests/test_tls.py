@@ -13,7 +13,7 @@ import pytest
 import trustme
 from click.testing import CliRunner
 
-import cli
+from banner_server import cli
 from loader.sample_data import write_sample
 from tests.conftest import RedisProcess
 from tests.test_e2e import Server

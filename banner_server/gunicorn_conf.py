@@ -1,0 +1,112 @@
+"""gunicorn settings of `banners serve` (which sets the BANNERS_* variables read here).
+
+They live in the package so that an installed wheel can serve; the checkout's
+top-level gunicorn.conf.py imports them.  meinheld's worker is the fast path (an
+event loop in C); when meinheld cannot be imported, gthread workers take over and
+the log says so.
+"""
+
+# Module-level names are gunicorn settings when it knows them (`config` is one):
+# what is not a setting starts with an underscore.
+import logging as _logging
+import os as _os
+import shutil as _shutil
+import sys as _sys
+
+import gunicorn.util as _gunicorn_util
+
+from banner_server import config as _config
+from banner_server.bind import describe as _describe, is_tcp as _is_tcp
+
+try:
+    bind = _config.BIND.get()
+    # Two per core: a worker spends part of each request waiting for its Redis round
+    # trip, and a second one per core fills that wait (measured in bench/README.md).
+    workers = _config.WORKERS.get() or 2 * (_os.cpu_count() or 1)
+    keepalive = _config.KEEPALIVE.get()
+    # A worker that does not report back within this many seconds is killed and replaced.
+    timeout = _config.WORKER_TIMEOUT.get()
+    accesslog = _config.ACCESS_LOG.get()
+    loglevel = _config.LOG_LEVEL.get()
+    logger_class = ("banner_server.logs.JsonLogger" if _config.LOG_FORMAT.get() == "json"
+                    else "banner_server.logs.BannersLogger")
+    _metrics_dir = _config.METRICS_DIR.get()
+except _config.SettingError as exc:  # `banners serve` checks first; this is for a plain `gunicorn`
+    _sys.exit(f"error: {exc}")
+
+backlog = 2048
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+# connections over them.  With one shared socket, meinheld's accept loop lets the
+# first worker to wake take a whole burst of keep-alive connections: measured, one
+# of two workers served every request of a 64-connection benchmark.  Linux has no
+# SO_REUSEPORT for unix sockets: there the master binds one socket for all workers.
+reuse_port = _is_tcp(bind)
+# gunicorn waits this long for workers to finish on TERM (then SIGKILLs them);
+# meinheld's workers stop within a second (see banner_server/worker.py).
+graceful_timeout = 10
+worker_connections = 4096
+# Header limits (used by gunicorn's own workers; meinheld has its fixed ones).
+limit_request_line = 4096
+limit_request_fields = 100
+limit_request_field_size = 8190
+proc_name = "banners"
+wsgi_app = "banner_server.wsgi:application"
+control_socket_disable = True
+
+try:
+    import banner_server.worker  # noqa: F401  (imports meinheld)
+
+    worker_class = "banner_server.worker.MeinheldWorker"
+    _fallback = None
+except ImportError as exc:  # pragma: no cover - depends on the install
+    worker_class = "gthread"
+    threads = 8
+    _fallback = str(exc)
+
+
+def _set_title(title: str) -> None:
+    """gunicorn titles its processes "gunicorn: master [banners]"; ps, top and
+    systemd then show "banners: master" and "banners: worker" instead."""
+    from setproctitle import setproctitle
+
+    setproctitle(f"{proc_name}: {title.split(' [', 1)[0]}")
+
+
+# gunicorn only has setproctitle off macOS (where it crashes after fork), and
+# proc_name alone changes no title.
+if _sys.platform != "darwin":
+    _gunicorn_util._setproctitle = _set_title
+
+
+class _ListeningAt(_logging.Filter):
+    """With reuse_port the master holds no socket (each worker binds its own), so
+    gunicorn logs "Listening at:  (pid)" without an address: this fills it in."""
+
+    def __init__(self, address: str):
+        super().__init__()
+        self.address = address
+
+    def filter(self, record):
+        if record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and not record.args[0]:
+            record.args = (self.address, *record.args[1:])
+        return True
+
+
+def on_starting(server):
+    server.log.error_log.addFilter(_ListeningAt(_describe(bind)))
+    if _fallback:
+        server.log.warning("meinheld is not importable (%s): using gthread workers instead", _fallback)
+    if _metrics_dir:
+        # Counters start from zero with each server, but survive worker restarts.
+        _shutil.rmtree(_metrics_dir, ignore_errors=True)
+        _os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def post_worker_init(worker):
+    if "Meinheld" in worker_class:
+        from meinheld import server as meinheld_server
+
+        # GET-only service: refuse request bodies beyond 64 KiB.
+        meinheld_server.set_max_content_length(64 * 1024)
+        meinheld_server.set_client_body_buffer_size(16 * 1024)
+    _logging.getLogger("banner_server").setLevel(loglevel.upper())

@@ -1,0 +1,96 @@
+"""Signed click tokens: which campaign and banner were shown, and when.
+
+A click URL must not be an open redirect nor let anyone mint clicks for banners that
+were never shown: the token carries (campaign, banner, time served) and an HMAC of
+them with the server's secret (BANNERS_SECRET, or a random one generated once in
+the state folder).  Every host behind one load balancer needs the same secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import struct
+from pathlib import Path
+
+_PAYLOAD = struct.Struct(">BqqQ")  # format version, campaign, banner, served at (unix seconds)
+_VERSION = 1
+_MAC_BYTES = 16  # 128 bits of HMAC-SHA256: forging one is out of reach
+TOKEN_TTL = 24 * 3600
+
+
+class BadToken(ValueError):
+    """Forged, altered or not a token at all."""
+
+
+class ExpiredToken(ValueError):
+    """Genuine, but older than TOKEN_TTL."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class ClickSigner:
+    def __init__(self, secret: bytes, ttl: int = TOKEN_TTL):
+        if len(secret) < 16:
+            raise ValueError("the click-token secret must be at least 16 bytes")
+        self.secret = secret
+        self.ttl = ttl
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self.secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def sign(self, campaign: int, banner: int, served_at: int) -> str:
+        payload = _PAYLOAD.pack(_VERSION, campaign, banner, served_at)
+        return _b64(payload + self._mac(payload))
+
+    def verify(self, token: str, now: float) -> tuple[int, int, int]:
+        """(campaign, banner, served_at) of a genuine, unexpired token."""
+        if len(token) > 100:
+            raise BadToken("too long")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            raise BadToken("not base64") from None
+        if len(raw) != _PAYLOAD.size + _MAC_BYTES:
+            raise BadToken("wrong length")
+        payload, mac = raw[:_PAYLOAD.size], raw[_PAYLOAD.size:]
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise BadToken("bad signature")
+        version, campaign, banner, served_at = _PAYLOAD.unpack(payload)
+        if version != _VERSION or campaign < 0 or banner < 0:
+            raise BadToken("unknown format")
+        if now - served_at > self.ttl:
+            raise ExpiredToken(f"served {int(now - served_at)} s ago")
+        return campaign, banner, served_at
+
+
+def load_secret(env_value: str | None, state_dir: Path) -> bytes:
+    """The configured secret (config.SECRET), else the state folder's `secret` file,
+    created (0600) on first use."""
+    if env_value:
+        return env_value.encode()
+    path = Path(state_dir) / "secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32).encode()
+    # Written whole to a temporary file, then linked into place: two processes starting
+    # at once both end up with the one secret that was linked first, never a half one.
+    tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value + b"\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        value = path.read_bytes().strip()
+    finally:
+        tmp.unlink()
+    return value
