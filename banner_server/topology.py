@@ -161,12 +161,16 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 
 
 def check_url(url: str) -> None:
-    """Raises ValueError with a clear message when `url` is no Redis URL we can use."""
+    """Raises ValueError with a clear message when `url` is no Redis URL we can use:
+    a Sentinel URL, or one that config.parse_redis_url (the project's one reading of a
+    single server's URL) accepts."""
+    from .config import parse_redis_url
+
     if is_sentinel_url(url):
         parse_sentinel_url(url)
         return
     try:
-        parse_url(url)
+        parse_redis_url(url)
     except ValueError as exc:
         raise ValueError(f"{exc} (or redis+sentinel://host:port/MASTER_NAME)"
                          if "scheme" in str(exc) else str(exc)) from None

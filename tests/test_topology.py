@@ -51,6 +51,7 @@ def test_cluster_nodes_get_the_urls_credentials_and_tls_settings():
 @pytest.mark.parametrize("url, message", [
     ("http://127.0.0.1:6379", "redis://"),
     ("redis://127.0.0.1:99999", "[Pp]ort"),
+    ("redis://127.0.0.1:6379/zero", "not a number"),  # config.parse_redis_url's own check
     ("redis+sentinel://127.0.0.1:26379", "MASTER_NAME"),
     ("redis+sentinel:///m", "host:port"),
     ("redis+sentinel://h:1,,h:2/m", "host:port"),
