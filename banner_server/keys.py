@@ -1,41 +1,98 @@
 """The Redis key layout, shared by the publisher (loader) and the server.
 
-Every key starts with a prefix (default ``banners:``) so one Redis can host
-several deployments.  A load writes a complete *version* under its own keys and
-then switches ``current`` in one command; readers resolve ``current`` first and
-never read across two versions.
+Every key starts with a prefix (default ``banners:``) so one Redis can host several
+deployments.  Keys carry a Redis Cluster hash tag (the part in braces), which decides
+the hash slot, hence the node, a key lives on:
 
-    {p}current                      string: the version being served, e.g. ``12-9f3a1c``
-    {p}version_seq                  counter: the number part of the last version id
-    {p}versions                     set: every version that may still have keys
-    {p}history                      sorted set: the versions a load made current, scored by load
-                                    order (the id's number): what `banners versions` lists and
-                                    `banners rollback` may switch to (loader.publish.KEEP_VERSIONS)
-    {p}load_lock                    string: the running load's token, from its start to its end;
-                                    a 10 s lease renewed while it lives (loader.publish.LoadLock)
-    {p}v:{ver}:meta                 hash: seed, loaded_at, data_dir, quarters, ...
-    {p}v:{ver}:files                hash: sha256 -> JSON {path, quarter, kind, rows, ...}
-    {p}v:{ver}:selections           string: JSON of `banners show --json`
-    {p}v:{ver}:q:{q}:campaigns      set: campaign ids that have a selection in quarter q
-    {p}v:{ver}:q:{q}:c:{c}          set: the selection's banner ids (SRANDMEMBER)
-    {p}v:{ver}:q:{q}:c:{c}:z        sorted set: banner id -> revenue (the scores kept)
-    {p}vis:{visitor}                string: the visitor's last banner (TTL)
+* the *control* keys and each version's shared data sit under one tag, ``{banners}``
+  (the prefix without its colon), so the publisher's Lua steps (switch under the
+  load lock, rollback, cleanup) touch a single slot;
+* everything a request touches sits under its visitor's *group* tag.  Visitors are
+  hashed into G groups; each group holds its own copy of ``current`` and of the
+  selection sets, next to its visitors' last-banner keys.  A request's one Lua call
+  therefore stays in one slot (every key declared in KEYS), and the groups' tags are
+  chosen to fall in evenly spaced slots, so on a cluster the visitors, and the load,
+  spread over every master.  On a single Redis, G = 1.
+
+A load writes a complete version under its own keys (the shared data first, then a
+copy of the sets per group), then switches the global ``current`` under the load lock,
+then each group's ``current``; readers resolve a ``current`` first and never read
+across two versions.
+
+    {p}{t}:current                  string: the version being served, e.g. ``12-9f3a1c``
+    {p}{t}:groups                   string: G, the number of visitor groups of the layout
+    {p}{t}:version_seq              counter: the number part of the last version id
+    {p}{t}:versions                 set: every version that may still have keys
+    {p}{t}:history                  sorted set: the versions a load made current, scored by
+                                    load order: what `banners versions` lists and `banners
+                                    rollback` may switch to (loader.publish.KEEP_VERSIONS)
+    {p}{t}:load_lock                string: the running load's token (a renewed 10 s lease)
+    {p}{t}:v:{ver}:meta             hash: seed, loaded_at, data_dir, quarters, groups, ...
+    {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
+    {p}{t}:v:{ver}:selections       string: JSON of `banners show --json` (worker snapshots,
+                                    `show`, and the list of the version's keys for cleanup)
+    {p}{t}:v:{ver}:q:{q}:c:{c}:z    sorted set: banner id -> revenue (the scores kept)
+    {p}{g}:current                  string: the version group g serves
+    {p}{g}:v:{ver}:q:{q}:c:{c}      set: the selection's banner ids, group g's copy (SRANDMEMBER)
+    {p}{g}:vis:{visitor}            string: the visitor's last banner (TTL)
+
+with {t} the control tag and {g} a group's tag, e.g. ``{banners.g3.60}``.
 """
 
+from __future__ import annotations
+
+import functools
+import zlib
+
+from redis.crc import key_slot
+
 DEFAULT_PREFIX = "banners:"
+SLOTS = 16384
+MAX_GROUPS = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def group_tags(base: str, groups: int) -> tuple[str, ...]:
+    """G hash tags whose slots are evenly spaced: tag i falls in the i-th G-th of the
+    slot range, so slots assigned to masters in ranges (as clusters are) spread the
+    groups, and with them the visitors, over every master."""
+    if not 1 <= groups <= MAX_GROUPS:
+        raise ValueError(f"groups must be 1 to {MAX_GROUPS}, not {groups}")
+    tags = []
+    for i in range(groups):
+        low, high = i * SLOTS // groups, (i + 1) * SLOTS // groups
+        n = 0
+        while not low <= key_slot(f"{base}.g{i}.{n}".encode()) < high:
+            n += 1
+        tags.append(f"{base}.g{i}.{n}")
+    return tuple(tags)
 
 
 class Keys:
-    def __init__(self, prefix: str = DEFAULT_PREFIX):
+    def __init__(self, prefix: str = DEFAULT_PREFIX, groups: int = 1):
         self.prefix = prefix
-        self.current = prefix + "current"
-        self.version_seq = prefix + "version_seq"
-        self.versions = prefix + "versions"
-        self.history = prefix + "history"
-        self.load_lock = prefix + "load_lock"
+        self.base = prefix.rstrip(":").replace("{", "").replace("}", "") or "banners"
+        control = f"{prefix}{{{self.base}}}:"
+        self.control = control
+        self.current = control + "current"
+        self.groups_key = control + "groups"
+        self.version_seq = control + "version_seq"
+        self.versions = control + "versions"
+        self.history = control + "history"
+        self.load_lock = control + "load_lock"
+        self.set_groups(groups)
 
+    def set_groups(self, groups: int) -> None:
+        self.groups = groups
+        self.group_prefixes = tuple(f"{self.prefix}{{{tag}}}:" for tag in group_tags(self.base, groups))
+        self.group_currents = tuple(gp + "current" for gp in self.group_prefixes)
+
+    def with_groups(self, groups: int) -> "Keys":
+        return self if groups == self.groups else Keys(self.prefix, groups)
+
+    # -- a version's shared data (control slot) ------------------------------------
     def version(self, ver: str) -> str:
-        return f"{self.prefix}v:{ver}:"
+        return f"{self.control}v:{ver}:"
 
     def meta(self, ver: str) -> str:
         return self.version(ver) + "meta"
@@ -46,14 +103,28 @@ class Keys:
     def selections(self, ver: str) -> str:
         return self.version(ver) + "selections"
 
-    def campaigns(self, ver: str, quarter: int) -> str:
-        return f"{self.version(ver)}q:{quarter}:campaigns"
-
-    def selection_set(self, ver: str, quarter: int, campaign: int) -> str:
-        return f"{self.version(ver)}q:{quarter}:c:{campaign}"
-
     def selection_zset(self, ver: str, quarter: int, campaign: int) -> str:
-        return self.selection_set(ver, quarter, campaign) + ":z"
+        return f"{self.version(ver)}q:{quarter}:c:{campaign}:z"
 
-    def visitor(self, visitor: str) -> str:
-        return f"{self.prefix}vis:{visitor}"
+    # -- what a request touches (its visitor's group slot) ----------------------------
+    def group_of(self, visitor: str) -> int:
+        if self.groups == 1:
+            return 0
+        return zlib.crc32(visitor.encode()) % self.groups
+
+    def selection_set(self, ver: str, quarter: int, campaign: int, group: int = 0) -> str:
+        return f"{self.group_prefixes[group]}v:{ver}:q:{quarter}:c:{campaign}"
+
+    def visitor(self, visitor: str, group: int | None = None) -> str:
+        if group is None:
+            group = self.group_of(visitor)
+        return f"{self.group_prefixes[group]}vis:{visitor}"
+
+    def version_keys(self, ver: str, records: list[dict]) -> list[str]:
+        """Every key a version of these `show --json` records has (for its removal)."""
+        out = [self.meta(ver), self.files(ver), self.selections(ver)]
+        for rec in records:
+            q, c = rec["quarter"], rec["campaign_id"]
+            out.append(self.selection_zset(ver, q, c))
+            out.extend(self.selection_set(ver, q, c, g) for g in range(self.groups))
+        return out

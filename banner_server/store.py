@@ -16,37 +16,39 @@ from .catalog import current_version, read_selections, snapshot
 from .fastredis import FastRedis, FastRedisError, FastReplyError
 from .keys import Keys
 
-# One round trip: resolve the current version, draw a banner of the campaign's
-# selection with SRANDMEMBER that is not the visitor's last one (rejection sampling,
-# so the draw stays uniform over the others), remember it.  The version and the set
-# are read in the same atomic step, so no answer can mix two loads.
-# Keys of the selection are derived inside the script; fine on a single Redis.
+# One round trip to one node: check the group's `current` is the version the worker
+# built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
+# is not the visitor's last one (rejection sampling, so the draw stays uniform over
+# the others), remember it.  Every key is declared and in the visitor's group slot
+# (cluster-safe); the version check and the draw are one atomic step, so no answer
+# mixes two loads.  Another version current: the reply names it and the worker asks
+# again with its keys (once per version and worker).
 PICK_LUA = """
--- KEYS[1] = the `current` version key
--- KEYS[2] = the visitor's last-banner key (read, then written)
--- ARGV[1] = version key prefix, ARGV[2] = quarter, ARGV[3] = campaign,
--- ARGV[4] = visitor TTL in seconds
--- ARGV[5] = optional: the last banner when KEYS[2] has none (the one a new
---           cookie carries from the client's cookie-less request)
+-- KEYS[1] = the group's `current` version key
+-- KEYS[2] = the group's copy of the selection set of (ARGV[1], quarter, campaign)
+-- KEYS[3] = the visitor's last-banner key
+-- ARGV[1] = the version KEYS[2] belongs to
+-- ARGV[2] = visitor TTL in seconds
+-- ARGV[3] = optional: the last banner when KEYS[3] has none (the one a new cookie
+--           carries from the client's cookie-less request)
 local ver = redis.call('GET', KEYS[1])
-if not ver then return {'', ''} end
-local set = ARGV[1] .. ver .. ':q:' .. ARGV[2] .. ':c:' .. ARGV[3]
-local pick = redis.call('SRANDMEMBER', set)
+if not ver then return {} end
+if ver ~= ARGV[1] then return {ver} end
+local pick = redis.call('SRANDMEMBER', KEYS[2])
 if not pick then return {ver, ''} end
-local last = redis.call('GET', KEYS[2])
-if not last then last = ARGV[5] end
-if pick == last and redis.call('SCARD', set) > 1 then
+local last = redis.call('GET', KEYS[3]) or ARGV[3]
+if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
   for i = 1, 32 do
-    pick = redis.call('SRANDMEMBER', set)
+    pick = redis.call('SRANDMEMBER', KEYS[2])
     if pick ~= last then break end
   end
   if pick == last then
-    for _, m in ipairs(redis.call('SMEMBERS', set)) do
+    for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       if m ~= last then pick = m break end
     end
   end
 end
-redis.call('SET', KEYS[2], pick, 'EX', ARGV[4])
+redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
 return {ver, pick}
 """
 
@@ -151,7 +153,6 @@ class SelectionStore:
         scripts = fast.script if fast is not None else client.register_script
         self._pick = scripts(PICK_LUA)
         self._record = scripts(RECORD_LUA)
-        self._version_prefix = keys.prefix + "v:"
         # The version of the snapshot: kept when Redis loses `current`, so degraded
         # answers still say which data they come from.
         self.version: str | None = None
@@ -206,6 +207,8 @@ class SelectionStore:
         found, records = read_selections(self.r, self.keys, version)
         if found is None:
             return  # superseded between the pick and this read; the next pick tells
+        groups = self.r.hget(self.keys.meta(version), "groups")
+        self.keys = self.keys.with_groups(int(groups) if groups else 1)
         self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
         self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
@@ -232,33 +235,52 @@ class SelectionStore:
         """One banner for `visitor`; `carried` is the last banner its cookie carries,
         which counts when Redis remembers none for it (its first request with it)."""
         if self._redis_backoff.ready():
-            args = [self._version_prefix, quarter, campaign, self.ttl]
+            keys = self.keys
+            group = keys.group_of(visitor)
+            visitor_key = keys.visitor(visitor, group)
+            args = [self.version or "", self.ttl]
             if carried:
                 args.append(carried)
             try:
-                ver, banner = self._pick(keys=[self.keys.current, self.keys.visitor(visitor)], args=args)
+                reply = self._pick(keys=[keys.group_currents[group],
+                                         keys.selection_set(args[0], quarter, campaign, group), visitor_key],
+                                   args=args)
+                if len(reply) == 1:
+                    # Another version is current in this group (a load, a rollback): ask
+                    # again with its keys, and take its snapshot.
+                    version = reply[0].decode()
+                    if self._follow_backoff.ready():
+                        self._follow(version)
+                    args[0] = version
+                    reply = self._pick(keys=[keys.group_currents[group],
+                                             keys.selection_set(version, quarter, campaign, group), visitor_key],
+                                       args=args)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 reason = failure_reason(exc)
                 self._set_state(reason)
                 return self._pick_from_snapshot(quarter, campaign, visitor, carried, reason)
             self._redis_backoff.failed_at = None
-            if not ver:
+            if len(reply) != 2:
+                # Nothing published in this group (Redis flushed, restarted empty, or a
+                # load changed the layout): look again, else serve the snapshot.
+                before = self.keys
+                if self._follow_backoff.ready():
+                    self._follow(None)
+                if self.keys is not before:  # another layout: this visitor's group moved
+                    return self.pick(quarter, campaign, visitor, carried)
                 return self._pick_recorded(quarter, campaign, visitor, carried)
             if self.state is not None:
                 self._set_state(None)
-            version = ver.decode()
-            if version != self.version and self._follow_backoff.ready():
-                self._follow(version)
+            version, banner = reply
             if not banner:
                 raise NotFound
             banner_id = int(banner)
             self._remember(visitor, banner_id)
-            # The version the script drew from, even if the snapshot lags behind it.
-            return Pick(banner_id, version)
+            return Pick(banner_id, version.decode())
         return self._pick_from_snapshot(quarter, campaign, visitor, carried, self.state or "redis_unreachable")
 
-    def _follow(self, version: str) -> None:
+    def _follow(self, version: str | None) -> None:
         """A new load is current: take its snapshot (once per version and worker)."""
         try:
             self.refresh(version)
@@ -317,8 +339,9 @@ class SelectionStore:
         tell (a Redis out of memory still answers reads)."""
         quarter = self.quarters[0]
         campaign = next(iter(self.selections[quarter]))
-        self._pick(keys=[self.keys.current, self.keys.visitor("readyz")],
-                   args=[self._version_prefix, quarter, campaign, "60"])
+        keys = self.keys
+        self._pick(keys=[keys.group_currents[0], keys.selection_set(self.version, quarter, campaign, 0),
+                         keys.visitor("readyz", 0)], args=[self.version, "60"])
 
     def readiness(self) -> tuple[bool, dict]:
         try:
@@ -350,6 +373,19 @@ class SelectionStore:
                                "serving_from_snapshot": True, "version": self.version}
             self._redis_backoff.failed_at = None
             self._set_state(None)
+        try:
+            pipe = self.r.pipeline(transaction=False)
+            for key in self.keys.group_currents:
+                pipe.get(key)
+            behind = sum(1 for v in pipe.execute() if v is None or v.decode() != current)
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return False, {"status": "degraded", "reason": f"redis unreachable: {self.last_error}",
+                           "serving_from_snapshot": self.selections is not None, "version": self.version}
+        if behind:
+            return False, {"status": "degraded", "version": current,
+                           "reason": f"{behind} of {self.keys.groups} visitor groups do not serve version {current} "
+                                     "(a publish failed half-way): load again"}
         missing = [q for q in (1, 2, 3, 4) if q not in self.quarters]
         if missing:
             return False, {"status": "not_ready", "reason": f"quarters not loaded: {missing}",

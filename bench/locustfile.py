@@ -10,7 +10,6 @@ Redis (BANNERS_REDIS_URL) when the test starts.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -23,12 +22,14 @@ CAMPAIGNS: list[int] = []
 
 @events.test_start.add_listener
 def read_selections(environment, **kwargs):
+    from banner_server.catalog import read_selections
+    from banner_server.keys import Keys
+
     client = redis.Redis.from_url(os.environ.get("BANNERS_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    prefix = os.environ.get("BANNERS_KEY_PREFIX", "banners:")
-    ver = client.get(prefix + "current")
+    ver, records = read_selections(client, Keys(os.environ.get("BANNERS_KEY_PREFIX", "banners:")))
     if ver is None:
         raise RuntimeError("nothing is published in that Redis")
-    for rec in json.loads(client.get(f"{prefix}v:{ver.decode()}:selections")):
+    for rec in records:
         SELECTIONS[rec["quarter"], rec["campaign_id"]] = {b["banner_id"] for b in rec["banners"]}
     CAMPAIGNS[:] = sorted({c for _, c in SELECTIONS})
 

@@ -53,6 +53,17 @@ class CleanupFailed(Exception):
         self.reason = reason
 
 
+class GroupsBehind(Exception):
+    """The version is current, but switching some visitor groups' `current` failed: those
+    groups still serve the version before (whole answers of it, never a mix).  /readyz
+    says so until a load (or rollback) switches every group."""
+
+    def __init__(self, version: str, behind: int, groups: int, reason: str):
+        super().__init__(f"version {version} is current, but {behind} of {groups} visitor groups still serve "
+                         f"the version before ({reason}); load again to switch them")
+        self.version = version
+
+
 class RollbackError(Exception):
     """Nothing was switched; `kept` are the versions a rollback may name, oldest load first."""
 
@@ -129,6 +140,7 @@ if old then
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[4])
 return 1
 """
 
@@ -154,18 +166,59 @@ return 1
 def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
     if not r.eval(_UNLIST, 2, keys.current, keys.history, ver):
         return  # current: never deleted
-    batch = []
-    for key in r.scan_iter(match=keys.version(ver) + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            r.unlink(*batch)
-            batch.clear()
-    if batch:
-        r.unlink(*batch)
+    # The selections JSON, written before anything else of the version, lists its
+    # keys: no SCAN over a keyspace full of visitors (and over every cluster node).
+    raw = r.get(keys.selections(ver))
+    groups = r.hget(keys.meta(ver), "groups")
+    vkeys = keys.with_groups(int(groups) if groups else keys.groups)
+    names = vkeys.version_keys(ver, json.loads(raw) if raw else [])
+    for i in range(0, len(names), 500):
+        r.unlink(*names[i:i + 500])
     r.srem(keys.versions, ver)
 
 
-def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: LoadLock | None = None) -> str:
+def layout_groups(r: redis.Redis, keys: Keys, wanted: int | None = None) -> int:
+    """G for this load: `wanted`, else the layout's, else 1 on a single Redis and 16 on
+    a cluster (a few groups per master, so visitors spread over all of them)."""
+    if wanted:
+        return wanted
+    stored = r.get(keys.groups_key)
+    if stored:
+        return int(stored)
+    from redis.cluster import RedisCluster
+
+    return 16 if isinstance(r, RedisCluster) else 1
+
+
+def switch_groups(r: redis.Redis, keys: Keys, ver: str, previous_groups: int | None = None) -> None:
+    """Points every group's `current` at `ver` (after the global switch); a layout with
+    another G leaves its old groups without `current`, so no worker keeps picking there."""
+    pipe = r.pipeline(transaction=False)
+    for key in keys.group_currents:
+        pipe.set(key, ver)
+    if previous_groups and previous_groups != keys.groups:
+        for key in set(keys.with_groups(previous_groups).group_currents) - set(keys.group_currents):
+            pipe.delete(key)
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        behind = sum(1 for key in keys.group_currents if _s(r.get(key)) != ver) if _reachable(r) else keys.groups
+        raise GroupsBehind(ver, behind, keys.groups, str(exc)) from exc
+
+
+def _s(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _reachable(r: redis.Redis) -> bool:
+    try:
+        return bool(r.ping())
+    except redis.RedisError:
+        return False
+
+
+def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: LoadLock | None = None,
+            groups: int | None = None) -> str:
     """Publishes `result` under `lock` (taken here if None); returns the new version id.
 
     Order matters for readers: every key of the new version is written first, then
@@ -176,16 +229,20 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
     """
     if lock is None:
         with LoadLock(r, keys) as lock:
-            return publish(r, keys, result, meta, lock)
+            return publish(r, keys, result, meta, lock, groups)
     # The counter orders versions for people; the random part keeps an id from
     # ever being handed out twice when Redis loses its data (and the counter)
     # while workers still hold a snapshot of the old version under that id.
+    stored = r.get(keys.groups_key)
+    previous_groups = int(stored) if stored else None
+    keys = keys.with_groups(layout_groups(r, keys, groups))
     seq = r.incr(keys.version_seq)
     ver = f"{seq}-{secrets.token_hex(3)}"
     r.sadd(keys.versions, ver)
     try:
-        _write_version(r, keys, ver, result, meta)
-        switched = r.eval(_SWITCH, 3, keys.load_lock, keys.current, keys.history, lock.token, ver, seq)
+        _write_version(r, keys, ver, result, {**meta, "groups": keys.groups})
+        switched = r.eval(_SWITCH, 4, keys.load_lock, keys.current, keys.history, keys.groups_key,
+                          lock.token, ver, seq, keys.groups)
     except redis.RedisError:
         _try_delete(r, keys, ver)
         raise
@@ -193,6 +250,7 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
         _try_delete(r, keys, ver)
         raise PublishError("this load lost its lock (paused longer than its lease, or Redis lost it) and "
                            "another load may have started: nothing published; load again")
+    switch_groups(r, keys, ver, previous_groups)
     try:
         _remove_old_versions(r, keys)
     except redis.RedisError as exc:
@@ -238,6 +296,12 @@ def rollback(r: redis.Redis, keys: Keys, target: str | None = None,
         target = same_number[0]
     if target == current:
         return current, current
+    stored, target_groups = r.get(keys.groups_key), r.hget(keys.meta(target), "groups")
+    groups = int(stored) if stored else 1
+    if target_groups is not None and int(json.loads(target_groups)) != groups:
+        raise RollbackError(f"version {target} was published for {int(json.loads(target_groups))} visitor groups "
+                            f"and the layout now has {groups}: load its data again instead", kept, current)
+    keys = keys.with_groups(groups)
     done = r.eval(_ROLLBACK, 4, keys.load_lock, keys.current, keys.history, keys.selections(target),
                   lock.token, target)
     if done == 0:
@@ -248,6 +312,7 @@ def rollback(r: redis.Redis, keys: Keys, target: str | None = None,
     if done == -2:
         raise RollbackError(f"version {target} is kept, but its selections are missing from Redis: nothing "
                             "switched", kept, current)
+    switch_groups(r, keys, target)
     return current, target
 
 
@@ -301,14 +366,11 @@ def _try_delete(r: redis.Redis, keys: Keys, ver: str) -> None:
 
 def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, meta: dict) -> None:
     records = selections_to_records(result.selections)
+    # The shared data first: its selections JSON lists the version's keys, so even a
+    # load killed half-way through the group copies leaves nothing cleanup cannot find.
     pipe = r.pipeline(transaction=False)
-    for rec in records:
-        q, c = rec["quarter"], rec["campaign_id"]
-        ids = [b["banner_id"] for b in rec["banners"]]
-        pipe.sadd(keys.selection_set(ver, q, c), *ids)
-        pipe.zadd(keys.selection_zset(ver, q, c), {b["banner_id"]: b["revenue"] for b in rec["banners"]})
-        pipe.sadd(keys.campaigns(ver, q), c)
     pipe.set(keys.selections(ver), json.dumps(records, separators=(",", ":")))
+    pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
     files = {
         f.sha256: json.dumps(
             {
@@ -327,8 +389,17 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     }
     if files:
         pipe.hset(keys.files(ver), mapping=files)
-    pipe.hset(
-        keys.meta(ver),
-        mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()},
-    )
+    for rec in records:
+        pipe.zadd(keys.selection_zset(ver, rec["quarter"], rec["campaign_id"]),
+                  {b["banner_id"]: b["revenue"] for b in rec["banners"]})
+    pipe.execute()
+    # One copy of every selection set per visitor group: a request reads the copy in
+    # its visitor's slot (cost of a load: G x the sets; see README, Scaling out).
+    pipe = r.pipeline(transaction=False)
+    for group in range(keys.groups):
+        for rec in records:
+            pipe.sadd(keys.selection_set(ver, rec["quarter"], rec["campaign_id"], group),
+                      *[b["banner_id"] for b in rec["banners"]])
+        if len(pipe) >= 5000:
+            pipe.execute()
     pipe.execute()

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from banner_server import cli
 from banner_server.embedded_redis import EmbeddedRedis
 from tests.test_loader import CLICKS, CONVS, IMPS, write
+from tests.serving import KEYS
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def test_a_reject_log_in_a_missing_folder_is_a_usage_error(runner, redis_proc, r
     res = run(runner, redis_proc, "load", str(full), "--reject-log", str(tmp_path / "no" / "such" / "r.jsonl"))
     assert res.exit_code == 2 and "--reject-log" in res.stderr and "does not exist" in res.stderr
     assert not (tmp_path / "no").exists()
-    assert real_redis.get("banners:current") is None
+    assert real_redis.get(KEYS.current) is None
 
 
 def test_old_version_cleanup_failing_after_the_switch_still_reports_published(runner, redis_proc, real_redis, full,
@@ -228,14 +229,14 @@ def test_old_version_cleanup_failing_after_the_switch_still_reports_published(ru
 
     monkeypatch.setattr(publish_mod, "_delete_version", lost_connection)
     res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
-    current = real_redis.get("banners:current").decode()
+    current = real_redis.get(KEYS.current).decode()
     assert res.exit_code == 0, res.output  # was 1, "the previous data keeps serving": untrue
     assert res.stdout.startswith(f"published version {current} ")
     assert "removing the old versions failed (Connection reset by peer); the next load removes them" in res.stderr
-    assert len(real_redis.smembers("banners:versions")) == publish_mod.KEEP_VERSIONS + 1
+    assert len(real_redis.smembers(KEYS.versions)) == publish_mod.KEEP_VERSIONS + 1
     monkeypatch.setattr(publish_mod, "_delete_version", real_delete)
     assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
-    assert len(real_redis.smembers("banners:versions")) == publish_mod.KEEP_VERSIONS
+    assert len(real_redis.smembers(KEYS.versions)) == publish_mod.KEEP_VERSIONS
 
 
 def test_no_valid_data_exits_1(runner, redis_proc, real_redis, tmp_path):
@@ -424,7 +425,7 @@ def test_two_concurrent_loads_the_second_exits_1(redis_proc, real_redis, full, t
         # The lease is renewed while the first load lives: held past one and a half leases.
         until = time.monotonic() + 3.0
         while time.monotonic() < until:
-            assert real_redis.exists("banners:load_lock")
+            assert real_redis.exists(KEYS.load_lock)
             time.sleep(0.1)
         assert banners("load", str(full), "--redis-url", redis_proc.url, "--reject-log",
                        os.devnull).returncode == 1
@@ -434,26 +435,26 @@ def test_two_concurrent_loads_the_second_exits_1(redis_proc, real_redis, full, t
     finally:
         first.kill()
         first.wait()
-    assert not real_redis.exists("banners:load_lock")  # released by its owner at the end
+    assert not real_redis.exists(KEYS.load_lock)  # released by its owner at the end
 
 
 def test_a_load_killed_while_publishing_blocks_the_next_only_for_its_lease(runner, redis_proc, real_redis, full,
                                                                             tmp_path):
     assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
-    before = real_redis.get("banners:current")
+    before = real_redis.get(KEYS.current)
     killed = held_load(redis_proc.url, full, tmp_path / "gate", at="_write_version", lease=1.0)
-    ttl = real_redis.pttl("banners:load_lock")
+    ttl = real_redis.pttl(KEYS.load_lock)
     killed.kill()
     killed.wait()
     assert 0 < ttl <= 1000  # was 10 minutes: every load exited 1 for that long
     deadline = time.monotonic() + 10
-    while real_redis.exists("banners:load_lock") and time.monotonic() < deadline:
+    while real_redis.exists(KEYS.load_lock) and time.monotonic() < deadline:
         time.sleep(0.05)
     res = run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull)
     assert res.exit_code == 0, res.output
-    assert real_redis.get("banners:current") != before
+    assert real_redis.get(KEYS.current) != before
     # the killed load's leftovers are removed; the two published versions are kept
-    assert real_redis.smembers("banners:versions") == {before, real_redis.get("banners:current")}
+    assert real_redis.smembers(KEYS.versions) == {before, real_redis.get(KEYS.current)}
 
 
 def test_serve_refuses_an_address_it_cannot_listen_on(runner, redis_proc, tmp_path):
@@ -503,7 +504,7 @@ def test_dry_run_prints_the_changes_and_publishes_nothing(runner, redis_proc, re
     write(full, "1/more.csv", CLICKS + "3,101,7\n")  # one duplicate_row
     assert run(runner, redis_proc, "load", str(full), "--seed", "3", "--state-dir", str(state)).exit_code == 0
     serving_log = (state / "rejected.jsonl").read_text()
-    current, before = real_redis.get("banners:current").decode(), real_redis.dbsize()
+    current, before = real_redis.get(KEYS.current).decode(), real_redis.dbsize()
     res = run(runner, redis_proc, "load", str(full), "--dry-run", "--state-dir", str(state))
     assert res.exit_code == 0, res.output
     assert f"seed: 3 (version {current}'s; --seed tries another)" in res.stdout  # so only data changes show
@@ -529,7 +530,7 @@ def test_dry_run_prints_the_changes_and_publishes_nothing(runner, redis_proc, re
                                          "1 with other banners (over all quarters)")
     assert f"1 rejection(s) logged to {state / 'rejected.dry-run.jsonl'}" in out
     # nothing published: same version, same keys, and the serving version's reject log untouched
-    assert real_redis.get("banners:current").decode() == current and real_redis.dbsize() == before
+    assert real_redis.get(KEYS.current).decode() == current and real_redis.dbsize() == before
     assert (state / "rejected.jsonl").read_text() == serving_log
     assert [json.loads(x)["reason"] for x in (state / "rejected.dry-run.jsonl").read_text().splitlines()] == [
         "duplicate_row"]
@@ -562,15 +563,15 @@ def test_dry_run_exits_as_the_load_would(runner, redis_proc, real_redis, full, t
     (tmp_path / "empty").mkdir()
     res = run(runner, redis_proc, "load", str(tmp_path / "empty"), "--dry-run")
     assert res.exit_code == 1 and "no *.csv files" in res.stderr
-    assert real_redis.get("banners:current") is None  # nothing was ever published
+    assert real_redis.get(KEYS.current) is None  # nothing was ever published
 
 
 def test_dry_run_does_not_wait_for_the_load_lock(runner, redis_proc, real_redis, full):
     assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 0
-    real_redis.set("banners:load_lock", "a-running-load", px=10_000)
+    real_redis.set(KEYS.load_lock, "a-running-load", px=10_000)
     res = run(runner, redis_proc, "load", str(full), "--dry-run", "-q", "--reject-log", os.devnull)
     assert res.exit_code == 0, res.output
-    assert real_redis.get("banners:load_lock") == b"a-running-load"  # neither taken nor released
+    assert real_redis.get(KEYS.load_lock) == b"a-running-load"  # neither taken nor released
     assert run(runner, redis_proc, "load", str(full), "-q", "--reject-log", os.devnull).exit_code == 1
 
 
@@ -610,7 +611,7 @@ def test_rollback_command(runner, redis_proc, real_redis, full):
     res = run(runner, redis_proc, "rollback")
     assert res.exit_code == 0 and res.stdout == (f"version {v2} is current again (was {v3}); workers serve it from "
                                                  "their next request\n")
-    assert real_redis.get("banners:current").decode() == v2
+    assert real_redis.get(KEYS.current).decode() == v2
     assert json.loads(run(runner, redis_proc, "status", "--json").stdout)["seed"] == 2
     assert run(runner, redis_proc, "rollback").exit_code == 0  # one more load back
     res = run(runner, redis_proc, "rollback")
@@ -627,7 +628,7 @@ def test_rollback_command(runner, redis_proc, real_redis, full):
     assert [v["current"] for v in json.loads(run(runner, redis_proc, "versions", "--json").stdout)] == [
         True, False, False]
     assert run(runner, redis_proc, "rollback", "a", "b").exit_code == 2
-    assert not real_redis.exists("banners:load_lock")
+    assert not real_redis.exists(KEYS.load_lock)
 
 
 def test_rollback_is_refused_while_a_load_runs(runner, redis_proc, real_redis, full, tmp_path):
@@ -637,14 +638,14 @@ def test_rollback_is_refused_while_a_load_runs(runner, redis_proc, real_redis, f
     try:
         res = run(runner, redis_proc, "rollback")
         assert res.exit_code == 1 and "a load or another rollback is running: nothing switched" in res.stderr
-        assert real_redis.get("banners:current").decode() == v2
+        assert real_redis.get(KEYS.current).decode() == v2
         Path(f"{gate}.go").touch()
         out, err = held.communicate(timeout=60)
         assert held.returncode == 0, out + err
     finally:
         held.kill()
         held.wait()
-    v3 = real_redis.get("banners:current").decode()
+    v3 = real_redis.get(KEYS.current).decode()
     assert v3 not in (v1, v2)
     res = run(runner, redis_proc, "rollback")
     assert res.exit_code == 0 and f"version {v2} is current again (was {v3})" in res.stdout

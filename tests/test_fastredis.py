@@ -18,16 +18,18 @@ def test_script_loads_itself_and_survives_script_flush(redis_proc, real_redis):
 
 
 def test_pick_script_on_the_real_binary(redis_proc, real_redis):
-    real_redis.set("banners:current", "3")
-    real_redis.sadd("banners:v:3:q:1:c:7", 1, 2)
+    cur, sel, vis = "banners:{t}:current", "banners:{t}:v:3:q:1:c:7", "banners:{t}:vis:v"
+    real_redis.set(cur, "3")
+    real_redis.sadd(sel, 1, 2)
     pick = FastRedis(redis_proc.url, timeout=1).script(PICK_LUA)
-    seen = [pick(["banners:current", "banners:vis:v"], ["banners:v:", 1, 7, 60])[1] for _ in range(20)]
+    seen = [pick([cur, sel, vis], ["3", 60])[1] for _ in range(20)]
     assert all(a != b for a, b in zip(seen, seen[1:]))
-    assert real_redis.ttl("banners:vis:v") == 60 and real_redis.get("banners:vis:v") == seen[-1]
+    assert real_redis.ttl(vis) == 60 and real_redis.get(vis) == seen[-1]
     # a new cookie carries the last banner of the cookie-less request: it counts once
-    assert all(pick(["banners:current", f"banners:vis:new{i}"], ["banners:v:", 1, 7, 60, 1])[1] == b"2"
-               for i in range(10))
-    assert pick(["banners:current", "banners:vis:v"], ["banners:v:", 1, 8, 60]) == [b"3", b""]
+    assert all(pick([cur, sel, f"banners:{{t}}:vis:new{i}"], ["3", 60, 1])[1] == b"2" for i in range(10))
+    assert pick([cur, "banners:{t}:v:3:q:1:c:8", vis], ["3", 60]) == [b"3", b""]  # no such campaign
+    assert pick([cur, sel, vis], ["2", 60]) == [b"3"]  # another version is current: its id
+    assert pick(["banners:{t}:nothing", sel, vis], ["3", 60]) == []  # nothing published
 
 
 def test_lua_error_is_reported_not_swallowed(redis_proc, real_redis):

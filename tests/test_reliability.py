@@ -112,12 +112,12 @@ def test_visitor_keys_expire(redis_proc, real_redis):
     publish_rows(real_redis, STANDARD)
     client, _ = make_client(real_redis, visitor_ttl=120)
     res = client.simulate_get("/campaigns/7", headers={"User-Agent": "ttl"})
-    keys = [k.decode() for k in real_redis.scan_iter(match=KEYS.prefix + "vis:*")]
-    assert len(keys) == 1 and keys[0].startswith(KEYS.prefix + "vis:a:")  # the address+agent key only
+    keys = [k.decode() for k in real_redis.scan_iter(match=KEYS.prefix + "*:vis:*")]
+    assert len(keys) == 1 and ":vis:a:" in keys[0]  # the address+agent key only
     cookie = res.cookies["visitor_id"].value.split(".")[0]
     client.simulate_get("/campaigns/7", headers={"Cookie": f"visitor_id={cookie}"})
-    keys = [k.decode() for k in real_redis.scan_iter(match=KEYS.prefix + "vis:*")]
-    assert KEYS.prefix + "vis:c:" + cookie in keys and len(keys) == 2
+    keys = [k.decode() for k in real_redis.scan_iter(match=KEYS.prefix + "*:vis:*")]
+    assert KEYS.visitor("c:" + cookie) in keys and len(keys) == 2
     assert all(0 < real_redis.ttl(k) <= 120 for k in keys)
 
 

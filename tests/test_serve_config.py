@@ -299,7 +299,10 @@ class Serving:
 
 @pytest.fixture(scope="module")
 def redis_serve():
+    from tests.serving import STANDARD, publish_rows
+
     proc = RedisProcess().start()
+    publish_rows(proc.client(), STANDARD)  # something to serve: a server with nothing warns, rightly
     yield proc
     proc.close()
 

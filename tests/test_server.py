@@ -193,10 +193,10 @@ def test_clients_that_drop_cookies_cost_one_redis_key(loaded):
     User-Agent), however many requests it makes: nothing is stored per cookie issued."""
     client, _ = make_client(loaded)
     redis_client = loaded[0]
-    before = len(list(redis_client.scan_iter(match="banners:vis:*")))
+    before = len(list(redis_client.scan_iter(match="banners:*:vis:*")))
     seen = draws(client, ["/campaigns/7"] * 200, {"User-Agent": "no-cookies"}, remote_addr="10.7.7.7")
     assert all(x != y for x, y in zip(seen, seen[1:]))
-    assert len(list(redis_client.scan_iter(match="banners:vis:*"))) - before == 1
+    assert len(list(redis_client.scan_iter(match="banners:*:vis:*"))) - before == 1
 
 
 def test_first_cookie_carries_the_history_on(client):

@@ -17,6 +17,7 @@ from banner_server import cli
 from loader.sample_data import write_sample
 from tests.conftest import RedisProcess
 from tests.test_e2e import Server
+from tests.serving import KEYS
 
 
 class TLSFront:
@@ -91,7 +92,7 @@ def test_rediss_load_show_and_serve(tls_redis, tmp_path):
     write_sample(data, seed=2, scale=0.01)
     res = CliRunner().invoke(cli.main, ["load", str(data), "-q", "--redis-url", url, "--reject-log", os.devnull])
     assert res.exit_code == 0, res.output
-    assert proc.client().get("banners:current") is not None  # it really went through
+    assert proc.client().get(KEYS.current) is not None  # it really went through
     shown = CliRunner().invoke(cli.main, ["show", "--json", "--quarter", "1", "--redis-url", url])
     assert {r["quarter"] for r in json.loads(shown.output)} == {1}
     # The TLS front is a Python thread in this busy test process, not a real Redis:
