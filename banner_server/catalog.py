@@ -76,7 +76,22 @@ def read_status(r: redis.Redis, keys: Keys) -> dict:
     meta = {_s(k): json.loads(v) for k, v in r.hgetall(keys.meta(ver)).items()}
     files = [dict(json.loads(v), sha256=_s(k)) for k, v in r.hgetall(keys.files(ver)).items()]
     files.sort(key=lambda f: f["path"])
-    return {"loaded": True, "version": ver, **meta, "files": files}
+    return {"loaded": True, "version": ver, **meta, "groups": group_versions(r, keys), "files": files}
+
+
+def group_versions(r: redis.Redis, keys: Keys) -> dict:
+    """How many visitor groups the layout has, and which version each one serves (a
+    failed publish can leave some on the version before: /readyz then says so)."""
+    stored = r.get(keys.groups_key)
+    gkeys = keys.with_groups(int(stored) if stored else 1)
+    pipe = r.pipeline(transaction=False)
+    for key in gkeys.group_currents:
+        pipe.get(key)
+    serving = [_s(v) for v in pipe.execute()]
+    by_version: dict[str, list[int]] = {}
+    for group, ver in enumerate(serving):
+        by_version.setdefault(ver or "none", []).append(group)
+    return {"count": gkeys.groups, "serving": by_version}
 
 
 def snapshot(records: list[dict]) -> dict[int, dict[int, tuple[int, ...]]]:

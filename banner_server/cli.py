@@ -88,8 +88,10 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
     empty Redis (SPEC §6).
     """
     import redis
+    from redis.exceptions import RedisClusterException
 
     from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+    from banner_server.topology import connect_client
 
     # A malformed --redis-url never gets here: the option's type refuses it (exit 2).
     if not redis_url and not start:
@@ -102,13 +104,13 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
                  "`banners redis start` (a load starts it too), or give --redis-url (env BANNERS_REDIS_URL)")
     try:
         url = resolve_redis_url(redis_url, state_dir)
-        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        client = connect_client(url, 30, 5)  # one Redis, a cluster (detected) or Sentinel
         client.ping()
     except config.SettingError as exc:
         fail(str(exc), EXIT_USAGE)
     except (EmbeddedRedisError, OSError, ValueError) as exc:
         fail(f"cannot start the embedded Redis: {exc}")
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         fail(f"cannot reach Redis at {_safe_url(url)}: {exc}")
     return url, client
 
@@ -692,6 +694,14 @@ def status(as_json, redis_url, state_dir):
     click.echo(f"version {info['version']}  loaded at {info.get('loaded_at')}  seed {info.get('seed')}")
     click.echo(f"data dir {info.get('data_dir')}  quarters {info.get('quarters')}  "
                f"accepted rows {info.get('accepted_rows')}  rejected rows {info.get('rejected_rows')}")
+    groups = info["groups"]
+    serving = groups["serving"]
+    if list(serving) == [info["version"]]:
+        click.echo(f"{groups['count']} visitor group(s), all serving version {info['version']}")
+    else:
+        warn(f"{groups['count']} visitor groups do not agree (a publish failed half-way; load again): "
+             + "; ".join(f"{len(g)} serve {v} (groups {', '.join(map(str, g[:8]))}{'...' if len(g) > 8 else ''})"
+                         for v, g in serving.items()))
     for f in info["files"]:
         state = f["file_rejected"] or f"{f['accepted']}/{f['rows']} rows accepted"
         click.echo(f"  {f['sha256'][:12]}  {f['path']:<32} q{f['quarter'] or '-'} {f['kind'] or '-':<12} {state}")

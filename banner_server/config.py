@@ -200,12 +200,15 @@ def parse_redis_url(url: str) -> dict:
 def mask_password(url: str) -> str:
     """The URL with its password (if any) replaced by ***, for messages; works on
     URLs too broken to parse."""
-    return re.sub(r"(://[^:@/]*:)[^/]*@", r"\1***@", url)  # up to the last @ of the netloc
+    url = re.sub(r"(://[^:@/]*:)[^/]*@", r"\1***@", url)  # up to the last @ of the netloc
+    return re.sub(r"([?&](?:sentinel_)?password=)[^&]*", r"\1***", url)  # Sentinel URLs' query
 
 
 def _redis_url(text: str) -> str:
+    from .topology import check_url
+
     try:
-        parse_redis_url(text)
+        check_url(text.strip())
     except ValueError as exc:
         raise ValueError(f"is not a Redis URL both clients can use: {exc}") from None
     return text.strip()
@@ -227,7 +230,7 @@ def _bind(text: str) -> str:
 STATE_DIR = _var("BANNERS_STATE_DIR", _path, "var",
                  "folder of the embedded Redis, its data, the reject log and the metrics", "--state-dir")
 REDIS_URL = _var("BANNERS_REDIS_URL", _redis_url, None,
-                 "`redis://`, `rediss://` (TLS) or `unix://` URL of Redis; unset: the embedded Redis", "--redis-url")
+                 "`redis://`, `rediss://` (TLS), `unix://` URL of Redis or of any node of a Redis Cluster, or `redis+sentinel://host:port[,host:port]/MASTER`; unset: the embedded Redis", "--redis-url")
 KEY_PREFIX = _var("BANNERS_KEY_PREFIX", _text, "banners:", "prefix of every Redis key (several deployments, one Redis)")
 REDIS_MAXMEMORY = _var("BANNERS_REDIS_MAXMEMORY", _memory, "1gb",
                        "memory cap of the embedded Redis (read when it starts), e.g. `512mb`")

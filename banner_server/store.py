@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from .catalog import current_version, read_selections, snapshot
@@ -105,7 +106,8 @@ def make_client(url: str, timeout: float, connect_timeout: float | None = None) 
     )
 
 
-REDIS_ERRORS = (redis.RedisError, FastRedisError)
+# RedisClusterException is not a RedisError (redis-py's cluster client raises it too).
+REDIS_ERRORS = (redis.RedisError, RedisClusterException, FastRedisError)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -222,7 +224,7 @@ class SelectionStore:
                 self._redis_backoff.failed_at = None
                 if self.selections is None:
                     self._set_state("redis_empty")
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 self._set_state("redis_unreachable")
 
@@ -348,7 +350,7 @@ class SelectionStore:
             current = current_version(self.r, self.keys)
             if current is not None:
                 self.refresh(current)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             self._set_state("redis_unreachable")
             return False, {
@@ -378,7 +380,7 @@ class SelectionStore:
             for key in self.keys.group_currents:
                 pipe.get(key)
             behind = sum(1 for v in pipe.execute() if v is None or v.decode() != current)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return False, {"status": "degraded", "reason": f"redis unreachable: {self.last_error}",
                            "serving_from_snapshot": self.selections is not None, "version": self.version}

@@ -10,18 +10,20 @@ from .config import Settings
 from .images import ImageDir
 from .keys import Keys
 from .metrics import Metrics
-from .fastredis import FastRedis
-from .store import SelectionStore, make_client
+from .store import SelectionStore
+from .topology import connect_client, connect_fast
 
 
 def build(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     store = SelectionStore(
-        make_client(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
+        # One Redis, any node of a cluster, or a Sentinel set: told apart by the URL
+        # and by asking the node (topology.py).
+        connect_client(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
         Keys(settings.key_prefix),
         visitor_ttl=settings.visitor_ttl,
         retry_after=settings.redis_retry,
-        fast=FastRedis(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
+        fast=connect_fast(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
     )
     store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
     return create_app(
