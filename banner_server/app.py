@@ -23,7 +23,6 @@ from .store import NoData, NotFound, SelectionStore
 
 log = logging.getLogger("banner_server")
 
-_ID = re.compile(r"[0-9]{1,19}").fullmatch
 _IMAGE = re.compile(r"([0-9]{1,19})\.(svg|png)").fullmatch
 
 STYLE = (
@@ -58,8 +57,9 @@ MAX_ID = 2**63 - 1  # ids are signed 64-bit integers everywhere (loader, Redis, 
 
 
 def parse_id(text: str) -> int | None:
-    """A non-negative integer id up to 2**63 - 1, or None."""
-    if _ID(text):
+    """A non-negative integer id up to 2**63 - 1, or None.  (ASCII digits checked with
+    str methods: half the time of a regular expression, on every request.)"""
+    if text.isdigit() and text.isascii() and len(text) <= 19:
         value = int(text)
         if value <= MAX_ID:
             return value
