@@ -40,12 +40,16 @@ from throughput import APPS, MODULES, ensure_wrk, parse, wrk_command
 
 PYSPY = Path(sys.executable).parent / "py-spy"
 _LINE = re.compile(r":\d+\)$")
+_FILE = re.compile(r"\((.*?)(?::\d+)?\)$")
+# The Redis round trip of the lean client (send, wait, receive): what is left outside
+# it is the app's own Python.
+ROUND_TRIP = ("FastRedis._send (", "FastRedis._roundtrip (")
 
 
 def top_frames(collapsed: str) -> dict:
     """Self and total sample counts by function and by line, from py-spy's raw
     output (one `frame;frame;...;leaf COUNT` line per distinct stack)."""
-    self_fn, total_fn, self_line = Counter(), Counter(), Counter()
+    self_fn, total_fn, self_line, outside_file, outside_fn = Counter(), Counter(), Counter(), Counter(), Counter()
     samples = 0
     for row in collapsed.splitlines():
         stack, _, count = row.rpartition(" ")
@@ -58,15 +62,22 @@ def top_frames(collapsed: str) -> dict:
         self_fn[_LINE.sub(")", frames[-1])] += n
         for fn in {_LINE.sub(")", f) for f in frames}:  # once per stack, even when recursive
             total_fn[fn] += n
+        if not any(f.startswith(ROUND_TRIP) for f in frames):
+            outside_fn[_LINE.sub(")", frames[-1])] += n
+            m = _FILE.search(frames[-1])
+            outside_file[m.group(1) if m else frames[-1]] += n
     return {"samples": samples, "self": self_fn.most_common(), "total": total_fn.most_common(),
-            "self_by_line": self_line.most_common()}
+            "self_by_line": self_line.most_common(), "outside_redis_self": outside_fn.most_common(),
+            "outside_redis_by_file": outside_file.most_common()}
 
 
 def print_top(tops: dict, n: int) -> None:
     samples = max(tops["samples"], 1)
     for title, key in (("self time (the sampled frame itself)", "self"),
                        ("total time (anywhere on the stack)", "total"),
-                       ("self time by line", "self_by_line")):
+                       ("self time by line", "self_by_line"),
+                       ("self time outside the Redis round trip", "outside_redis_self"),
+                       ("self time outside the Redis round trip, by file", "outside_redis_by_file")):
         print(f"\ntop {n} by {title}, of {tops['samples']} samples:")
         for frame, count in tops[key][:n]:
             print(f"  {100 * count / samples:5.1f}%  {count:6d}  {frame}")
@@ -85,7 +96,7 @@ def py_spy(pid: int, fmt: str, out: Path, args) -> subprocess.Popen:
 
 
 def perf_record(pid: int, out: Path, args) -> subprocess.Popen:
-    return subprocess.Popen(["perf", "record", "-F", str(args.rate), "-g", "-p", str(pid), "-o", str(out),
+    return subprocess.Popen(["perf", "record", "-F", str(args.perf_rate), "-g", "-p", str(pid), "-o", str(out),
                              "--", "sleep", str(args.duration)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -100,7 +111,7 @@ def perf_breakdown(data: Path) -> dict:
     the client, poll, epoll_wait) or by interrupts and preemption."""
     text = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym,dso"],
                           capture_output=True, text=True, check=True).stdout
-    areas, symbols = Counter(), Counter()
+    areas, symbols, stacks = Counter(), Counter(), Counter()
     samples = 0
     for block in text.split("\n\n"):
         frames = []
@@ -112,6 +123,7 @@ def perf_breakdown(data: Path) -> dict:
         if not frames:
             continue
         samples += 1
+        stacks[";".join(f"{s} ({d})" for s, d in reversed(frames))] += 1
         sym, dso = frames[0]
         symbols[f"{sym} ({dso})"] += 1
         if dso == "[kernel.kallsyms]":
@@ -119,15 +131,32 @@ def perf_breakdown(data: Path) -> dict:
             if user and user[1].startswith("libc") and user[0] != "[unknown]":
                 areas[f"kernel, in {_SYSCALL.sub('', user[0])}()"] += 1
             else:
-                areas["kernel, interrupts and preemption"] += 1
+                areas["kernel, not in a system call (page faults, interrupts, preemption)"] += 1
         else:
             areas[AREAS.get(dso.split(".")[0].lstrip("_"), dso)] += 1
-    return {"samples": samples, "areas": areas.most_common(), "symbols": symbols.most_common()}
+    return {"samples": samples, "areas": areas.most_common(), "symbols": symbols.most_common(), "stacks": stacks}
 
 
 AREAS = {"libpython3": "Python interpreter (all Python code)", "server": "meinheld's C server (HTTP parsing, loop)",
          "greenlet": "greenlet", "hiredis": "hiredis reader", "libc": "libc (memory, copies)",
          "socket": "_socket module"}
+
+
+def strace_counts(pid: int, seconds: int, out: Path) -> dict:
+    """System calls of the worker per answer (meinheld writes each answer with one
+    writev), from `strace -c`."""
+    subprocess.run(["timeout", "-s", "INT", str(seconds), "strace", "-c", "-p", str(pid), "-o", str(out)],
+                   capture_output=True, text=True)
+    counts, errors = {}, {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            counts[parts[-1]] = int(parts[3])
+            errors[parts[-1]] = int(parts[4]) if len(parts) == 6 else 0
+    answers = max(counts.get("writev", 0), 1)
+    return {"answers": counts.get("writev", 0),
+            "per_answer": {k: round(v / answers, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])},
+            "failed_per_answer": {k: round(v / answers, 2) for k, v in errors.items() if v}}
 
 
 def main(argv=None) -> int:
@@ -140,8 +169,11 @@ def main(argv=None) -> int:
     ap.add_argument("--nonblocking", action="store_true",
                     help="py-spy: never pause the worker to sample it; py-spy then cannot ask the OS whether "
                          "the worker runs and guesses from the frame")
+    ap.add_argument("--perf-rate", type=int, default=999, help="perf samples per second of the worker's CPU time")
     ap.add_argument("--no-perf", dest="perf", action="store_false",
                     help="skip the perf sampler (on-CPU time by interpreter / C / kernel system call)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="then count the worker's system calls per answer with strace (2 s, own load)")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
@@ -185,6 +217,17 @@ def main(argv=None) -> int:
                                  "Without ptrace rights (root or CAP_SYS_PTRACE), profile in-process instead: "
                                  "python bench/profile_request.py --profile")
         cpu = perf_breakdown(ws.dir / "perf.data") if args.perf else None
+        syscalls = None
+        if args.syscalls:
+            # Its own short load: strace slows the worker down many times over, so it
+            # must not overlap the samplers' window or the CPU figures.
+            load = subprocess.Popen(wrk_command(wrk, port, 4, args.connections, args.threads),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(1)
+            syscalls = strace_counts(pid, 2, ws.dir / "strace.txt")
+            load.communicate(timeout=60)
+    if cpu:
+        stem.with_name(stem.name + "_perf.txt").write_text("".join(f"{k} {v}\n" for k, v in cpu["stacks"].items()))
     result = parse(wrk_out)
     n = max(result["requests"], 1)
     per_req = {k: (after[k] - before[k]) / n for k in after}
@@ -205,18 +248,29 @@ def main(argv=None) -> int:
         print(f"\nperf, top {args.top} symbols by self time:")
         for sym, count in cpu["symbols"][:args.top]:
             print(f"  {100 * count / max(cpu['samples'], 1):5.1f}%  {sym}")
+    if syscalls:
+        print(f"\nsystem calls per answer of worker {pid} (strace -c over {syscalls['answers']} answers): "
+              + ", ".join(f"{k} {v:g}" for k, v in syscalls["per_answer"].items())
+              + (f"; failing: " + ", ".join(f"{k} {v:g}" for k, v in syscalls["failed_per_answer"].items())
+                 if syscalls["failed_per_answer"] else ""))
     print(f"\npy-spy, Python frames of worker {pid} "
           f"({'running or waiting' if args.idle else 'running or runnable: a worker preempted while waiting for a CPU counts'}"
           f"{', native frames' if args.native else ''}{', non-blocking' if args.nonblocking else ''}):")
     print_top(tops, args.top)
-    print(f"\nwrote {stem.with_suffix('.svg')}, {stem.with_suffix('.txt')}, {stem.with_suffix('.json')}")
+    print(f"\nwrote {stem.with_suffix('.svg')}, {stem.with_suffix('.txt')}, {stem.with_suffix('.json')}"
+          + (f", {stem.with_name(stem.name + '_perf.txt')} (perf's stacks, collapsed)" if cpu else ""))
     stem.with_suffix(".json").write_text(json.dumps(
         {"app": args.app, "machine": machine(), "args": vars(args), "wrk": result, "worker_pid": pid,
-         "workers_per_request": per_req, "perf": cpu and {"samples": cpu["samples"], "areas": cpu["areas"],
+         "workers_per_request": per_req, "syscalls": syscalls, "perf": cpu and {"samples": cpu["samples"], "areas": cpu["areas"],
                                                            "symbols": cpu["symbols"][:50]},
          "py_spy": {"samples": tops["samples"], "top_self": tops["self"][:50], "top_total": tops["total"][:50],
-                    "top_self_by_line": tops["self_by_line"][:50]},
+                    "top_self_by_line": tops["self_by_line"][:50],
+                    "outside_redis_self": tops["outside_redis_self"][:50],
+                    "outside_redis_by_file": tops["outside_redis_by_file"][:50]},
          "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2) + "\n")
+    if args.smoke:
+        shutil.rmtree(stem.parent, ignore_errors=True)
+        print("(--smoke: those files are removed again)")
     return 0
 
 
