@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -84,9 +85,15 @@ def wrk_command(wrk: str, port: int, seconds: int, connections: int, threads: in
 
 
 def wrk_run(wrk: str, port: int, seconds: int, connections: int, threads: int) -> dict:
+    """wrk's summary, and the CPU wrk itself used (it shares the cores with the apps)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped in between
     out = subprocess.run(wrk_command(wrk, port, seconds, connections, threads),
                          capture_output=True, text=True, check=True).stdout
-    return parse(out)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = parse(out)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    result["wrk_cpu_us_per_req"] = cpu / max(result["requests"], 1) * 1e6
+    return result
 
 
 def commandstats(r: redis.Redis) -> dict:
@@ -128,6 +135,8 @@ def measure(ws: Workspace, r: redis.Redis, name: str, port: int, wrk: str, args)
     result["app_waits_per_req"] = app["voluntary_ctxt_switches"]
     result["app_preemptions_per_req"] = app["nonvoluntary_ctxt_switches"]
     result["redis_cpu_us_per_req"] = (redis1 - redis0) / n * 1e6
+    result["cpu_us_per_req"] = (result["app_cpu_us_per_req"] + result["redis_cpu_us_per_req"]
+                                + result["wrk_cpu_us_per_req"])
     result["commandstats"] = commandstats(r)
     if degraded is not None:
         result["degraded"] = int(degraded_answers(port) - degraded)
@@ -148,6 +157,8 @@ def summarize(rs: list[dict]) -> dict:
         "app_waits_per_req": med(r["app_waits_per_req"] for r in rs),
         "app_preemptions_per_req": med(r["app_preemptions_per_req"] for r in rs),
         "redis_cpu_us_per_req": med(r["redis_cpu_us_per_req"] for r in rs),
+        "wrk_cpu_us_per_req": med(r["wrk_cpu_us_per_req"] for r in rs),
+        "cpu_us_per_req": med(r["cpu_us_per_req"] for r in rs),
         "usec_per_call": {cmd: med(r["commandstats"].get(cmd, {}).get("usec_per_call", 0.0) for r in rs)
                           for cmd in sorted({c for r in rs for c in r["commandstats"]})},
         "calls_per_req": {cmd: sum(r["commandstats"].get(cmd, {}).get("calls", 0) for r in rs)
@@ -160,22 +171,30 @@ def summarize(rs: list[dict]) -> dict:
 
 
 def report(summary: dict, args) -> tuple[dict, bool]:
-    print(f"{'':8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'app CPU us/req':>19} {'preempt':>7} | "
-          f"{'Redis CPU':>9} " + " ".join(f"{c + ' us':>10}" for c in SHOWN))
-    print(f"{'':8} {'':>8} {'':>7} {'':>7} {'':>6} | {'all':>5} {'user':>6} {'sys':>6} {'per req':>7} | "
-          f"{'us/req':>9} " + " ".join(f"{'per call':>10}" for _ in SHOWN))
+    print(f"{'':8} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'errors':>6} | {'app CPU us/req':>18} {'preempt':>7} | "
+          f"{'Redis':>5} {'wrk':>4} {'total':>5} | " + " ".join(f"{c + ' us':>10}" for c in SHOWN))
+    print(f"{'':8} {'':>7} {'':>6} {'':>6} {'':>6} | {'all':>6} {'user':>5} {'sys':>5} {'per req':>7} | "
+          f"{'CPU us/req':>17} | " + " ".join(f"{'per call':>10}" for _ in SHOWN))
     for name in APPS:
         s = summary[name]
         # A command this app does not send per request (a stray call between runs) shows "-".
         calls = " ".join(f"{s['usec_per_call'][c]:10.2f}" if s["calls_per_req"].get(c, 0) >= 0.5 else f"{'-':>10}"
                          for c in SHOWN)
-        print(f"{name:8} {s['rps']:8.0f} {s['p50_ms']:7.2f} {s['p99_ms']:7.2f} {s['errors']:6d} | "
-              f"{s['app_cpu_us_per_req']:5.0f} {s['app_user_us_per_req']:6.0f} {s['app_system_us_per_req']:6.0f} "
-              f"{s['app_preemptions_per_req']:7.2f} | {s['redis_cpu_us_per_req']:9.1f} {calls}")
+        print(f"{name:8} {s['rps']:7.0f} {s['p50_ms']:6.2f} {s['p99_ms']:6.1f} {s['errors']:6d} | "
+              f"{s['app_cpu_us_per_req']:6.0f} {s['app_user_us_per_req']:5.0f} {s['app_system_us_per_req']:5.0f} "
+              f"{s['app_preemptions_per_req']:7.2f} | {s['redis_cpu_us_per_req']:5.0f} {s['wrk_cpu_us_per_req']:4.0f} "
+              f"{s['cpu_us_per_req']:5.0f} | {calls}")
     print("app CPU: the app's gunicorn workers (/proc), preempt: their involuntary context switches; Redis CPU: "
           "INFO cpu; us per call: INFO commandstats (a SET inside the script counts as a SET too).")
     ratios = {f"{a}/{b}": summary[a]["rps"] / summary[b]["rps"] for a, b in RATIOS}
     print("   ".join(f"ratio {k}: {v:.2f}" for k, v in ratios.items()))
+    # On a machine shared with other work, req/s moves with the other work; CPU per
+    # request much less.  Two cores that ran only this would give, when CPU-bound,
+    # req/s in inverse proportion to it.
+    cpu = {f"{a}/{b}": summary[b]["cpu_us_per_req"] / summary[a]["cpu_us_per_req"] for a, b in RATIOS}
+    print("   ".join(f"cpu {k}: {v:.2f}" for k, v in cpu.items())
+          + "   (inverse ratios of total CPU per request: the req/s ratios of a CPU-bound machine of its own)")
+    ratios = {**ratios, **{f"cpu {k}": v for k, v in cpu.items()}}
     print(f"({machine()}; {args.connections} connections, {args.workers} workers, "
           f"{args.duration}s x {args.rounds} rounds, Redis timeout {redis_timeout() * 1000:g} ms)")
     server = summary["server"]
