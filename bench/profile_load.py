@@ -1,24 +1,33 @@
-"""Where a server worker's time goes under load: py-spy on one worker while wrk runs.
+"""Where a worker's time goes under load: py-spy and perf on one worker while wrk runs.
 
 Starts a private Redis with the real data set (or sample data), one app of
-`make bench` (default the banner server, 4 workers), drives it with wrk as
-`make bench` does (64 connections, bench/visitors.lua), and samples ONE worker with
-py-spy for --duration seconds (non-blocking: the worker is never paused).  Writes to
-bench/results/:
+`make bench` (default the banner server; 4 workers), drives it as `make bench` does
+(wrk, 64 connections, bench/visitors.lua) and, for --duration seconds, samples ONE
+worker with three samplers at once:
 
-    profile_<app>.svg    flame graph
-    profile_<app>.txt    the samples as collapsed stacks (py-spy's raw format)
-    profile_<app>.json   the top functions and lines by self and total time
+- py-spy, Python frames: prints the top functions by self time (the sampled frame
+  itself), by total time (anywhere on the stack), by line, and the same outside the
+  Redis round trip (what is left is the app's own Python).  py-spy keeps a sample
+  when the OS says the worker is running OR RUNNABLE: on a busy machine a worker
+  that waits for a CPU, typically right after its send to Redis woke Redis up,
+  counts too (--idle keeps the sleeping samples as well).  Time in C (meinheld's
+  loop, hiredis, the kernel) shows as self time of the Python frame that called it,
+  e.g. `run (meinheld/gmeinheld.py)` for meinheld's loop; py-spy's --native cannot
+  follow meinheld's greenlets ("Failed to merge native and python frames").
+- perf (when installed): on-CPU time only, by where the CPU was: the interpreter,
+  meinheld's C server, libc, hiredis, and the kernel by the system call that entered
+  it (send/recv to Redis, read/writev to the client, poll, mmap...).  Converted to
+  us per request with the workers' CPU per request (/proc, over the whole load).
+- with --syscalls, then strace -c: system calls per answer (own load, 2 s).
 
-and prints the top functions by self time (the sampled frame itself) and by total
-time (the frame anywhere on the stack).  By default only samples where the worker is
-on a CPU count (a CPU profile); --idle counts the waits too (the Redis reply,
-meinheld's event loop waiting for requests).  Python frames only: time spent in C
-(meinheld's HTTP loop, hiredis, the kernel) counts as self time of the Python frame
-that called it, e.g. `run (meinheld/gmeinheld.py)` for meinheld's loop around the
-app; --native shows the C frames too.
+Writes to bench/results/ (with --smoke, to a temporary folder removed at the end):
 
-    python bench/profile_load.py [--app server|floor|script|ceiling] [--duration 10] [--idle]
+    profile_<app>.svg        py-spy's flame graph
+    profile_<app>.txt        py-spy's samples as collapsed stacks (its raw format)
+    profile_<app>_perf.txt   perf's samples as collapsed stacks
+    profile_<app>.json       everything printed
+
+    python bench/profile_load.py [--app server|floor|script|ceiling] [--duration 10] [--syscalls]
 """
 
 from __future__ import annotations
@@ -90,8 +99,6 @@ def py_spy(pid: int, fmt: str, out: Path, args) -> subprocess.Popen:
         cmd.append("--nonblocking")
     if args.idle:
         cmd.append("--idle")
-    if args.native:
-        cmd.append("--native")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -163,9 +170,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--app", choices=APPS, default="server")
     ap.add_argument("--duration", type=int, default=10, help="seconds of sampling")
-    ap.add_argument("--rate", type=int, default=100, help="samples per second (of each sampler)")
+    ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second (of each of its two samplers)")
     ap.add_argument("--idle", action="store_true", help="py-spy: count samples where the worker waits, too")
-    ap.add_argument("--native", action="store_true", help="py-spy: C frames too (meinheld, hiredis, the interpreter)")
     ap.add_argument("--nonblocking", action="store_true",
                     help="py-spy: never pause the worker to sample it; py-spy then cannot ask the OS whether "
                          "the worker runs and guesses from the frame")
@@ -255,7 +261,7 @@ def main(argv=None) -> int:
                  if syscalls["failed_per_answer"] else ""))
     print(f"\npy-spy, Python frames of worker {pid} "
           f"({'running or waiting' if args.idle else 'running or runnable: a worker preempted while waiting for a CPU counts'}"
-          f"{', native frames' if args.native else ''}{', non-blocking' if args.nonblocking else ''}):")
+          f"{', non-blocking' if args.nonblocking else ''}):")
     print_top(tops, args.top)
     print(f"\nwrote {stem.with_suffix('.svg')}, {stem.with_suffix('.txt')}, {stem.with_suffix('.json')}"
           + (f", {stem.with_name(stem.name + '_perf.txt')} (perf's stacks, collapsed)" if cpu else ""))
