@@ -12,10 +12,13 @@ redis-server and the server's own lean client (banner_server.fastredis):
 64 connections of returning visitors (cookies, bench/visitors.lua) ask random
 campaigns; the apps run alternately, round after round, so all see the same machine.
 Prints req/s, p50, p99 and errors of each, the ratios server/ceiling, server/floor,
-script/floor and floor/ceiling, CPU per request of the app's workers and of Redis,
-and Redis' own µs per call of EVALSHA and SET (INFO commandstats, reset before each
-run).  The bar is issue 10's: server >= 0.75 x floor, with 0 errors (and no answer
-from the server's snapshot: a Redis call that timed out skips the round trip).  Writes
+script/floor and floor/ceiling, CPU per request of the app's workers, of Redis and of
+wrk, and Redis' own us per call of EVALSHA and SET (INFO commandstats, reset before
+each run).  The same ratios are also printed from total CPU per request: on a machine
+shared with other work, req/s follows that work from run to run, CPU per request
+much less, and on two cores of its own a CPU-bound run's req/s ratios are those.
+The bar is issue 10's: server >= 0.75 x floor, with 0 errors (and no answer from the
+server's snapshot: a Redis call that timed out skips the round trip).  Writes
 bench/results/throughput.json.
 
     python bench/throughput.py [--duration 10] [--rounds 2] [--connections 64] [--smoke]
@@ -170,7 +173,7 @@ def summarize(rs: list[dict]) -> dict:
     return out
 
 
-def report(summary: dict, args) -> tuple[dict, bool]:
+def report(summary: dict, args) -> tuple[dict, dict]:
     print(f"{'':8} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'errors':>6} | {'app CPU us/req':>18} {'preempt':>7} | "
           f"{'Redis':>5} {'wrk':>4} {'total':>5} | " + " ".join(f"{c + ' us':>10}" for c in SHOWN))
     print(f"{'':8} {'':>7} {'':>6} {'':>6} {'':>6} | {'all':>6} {'user':>5} {'sys':>5} {'per req':>7} | "
@@ -202,12 +205,15 @@ def report(summary: dict, args) -> tuple[dict, bool]:
     # An answer from the worker's snapshot (its Redis call timed out) skips the round
     # trip: it is no error for wrk, but the run did not measure the Redis path.
     ok = ratios["server/floor"] >= BAR and server["errors"] == 0 and degraded == 0
-    print(f"bar (server >= {BAR} x floor, 0 errors, every answer through Redis): {'met' if ok else 'NOT met'}")
+    ok_cpu = ratios["cpu server/floor"] >= BAR and server["errors"] == 0 and degraded == 0
+    print(f"bar (server >= {BAR} x floor, 0 errors, every answer through Redis): "
+          f"{'met' if ok else 'NOT met'} by req/s ({ratios['server/floor']:.2f}); "
+          f"{'met' if ok_cpu else 'NOT met'} by CPU per request ({ratios['cpu server/floor']:.2f})")
     if degraded:
         print(f"warning: the server answered {degraded} requests from its snapshot, without Redis "
               f"(Redis slower than its {redis_timeout() * 1000:g} ms timeout: an overloaded "
               "machine?); its req/s is not that of the Redis path")
-    return ratios, ok
+    return ratios, {"met": ok, "met_by_cpu_per_request": ok_cpu}
 
 
 def redis_timeout() -> float:
@@ -250,7 +256,7 @@ def main(argv=None) -> int:
                 runs[name].append(measure(ws, r, name, ports[name], wrk, args))
                 time.sleep(0.5)
     summary = {name: summarize(rs) for name, rs in runs.items()}
-    ratios, ok = report(summary, args)
+    ratios, bar = report(summary, args)
     load_after = os.getloadavg()
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
           f"(on a shared machine, compare figures within one run only)")
@@ -258,7 +264,7 @@ def main(argv=None) -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "throughput.json").write_text(json.dumps(
             {"machine": machine(), "args": vars(args), "summary": summary, "ratios": ratios,
-             "bar": {"server/floor >=": BAR, "met": ok}, "runs": runs,
+             "bar": {"server/floor >=": BAR, **bar}, "runs": runs,
              "loadavg_before_after": [load_before, load_after],
              "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2) + "\n")
     return 0
