@@ -109,9 +109,17 @@ class Workspace:
             return http_ok(port, path)
         wait_for(up, timeout, f"server on port {port}")
 
-    def worker_pids(self, port: int) -> list[int]:
-        """The gunicorn workers (children of the master) of the server on `port`."""
-        return children(self.masters[port].pid)
+    def worker_pids(self, port: int, count: int | None = None, timeout: float = 30) -> list[int]:
+        """The gunicorn workers (children of the master) of the server on `port`; with
+        `count`, once that many are up (the first one answers before the last boots)."""
+        pids = children(self.masters[port].pid)
+        if count is not None:
+            def all_up():
+                nonlocal pids
+                pids = children(self.masters[port].pid)
+                return len(pids) >= count
+            wait_for(all_up, timeout, f"{count} workers on port {port}")
+        return pids
 
 
 def run(cmd, **kw):

@@ -202,7 +202,7 @@ def main(argv=None) -> int:
             port = ws.start_server(args.workers)
         else:
             port = ws.start_app(MODULES[args.app], args.workers)
-        workers = ws.worker_pids(port)
+        workers = ws.worker_pids(port, args.workers)
         pid = workers[0]
         # Load for a second before sampling and a second after it, so that every sample
         # is of a worker under load.

@@ -124,7 +124,7 @@ def degraded_answers(port: int) -> float:
 
 
 def measure(ws: Workspace, r: redis.Redis, name: str, port: int, wrk: str, args) -> dict:
-    workers = ws.worker_pids(port)
+    workers = ws.worker_pids(port, args.workers)
     degraded = degraded_answers(port) if name == "server" else None
     r.config_resetstat()
     redis0, app0 = redis_cpu(r), proc_stats(workers)
