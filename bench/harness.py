@@ -29,6 +29,7 @@ class Workspace:
         self.dir = Path(tempfile.mkdtemp(prefix="banners-bench-"))
         self.procs: list[subprocess.Popen] = []
         self.redis_url = None
+        self.masters: dict[int, subprocess.Popen] = {}  # port -> gunicorn master
 
     def __enter__(self):
         return self
@@ -63,25 +64,62 @@ class Workspace:
         if p.returncode not in (0, 3):
             raise SystemExit(f"load failed: {p.stdout}{p.stderr}")
 
-    def start_server(self, workers: int = 2, extra=()) -> int:
+    def start_server(self, workers: int = 2, extra=(), wait: bool = True) -> int:
+        """`banners serve` on a free port; its gunicorn master is self.masters[port]."""
         port = free_port()
         env = {**os.environ, "BANNERS_STATE_DIR": str(self.dir / "state")}
-        p = subprocess.Popen([str(BIN / "banners"), "serve", "--bind", f"127.0.0.1:{port}", "--workers",
-                              str(workers), "--redis-url", self.redis_url, *extra],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(p)
-        wait_http(port, "/readyz")
+        self._spawn("server", port, [str(BIN / "banners"), "serve", "--bind", f"127.0.0.1:{port}", "--workers",
+                                     str(workers), "--redis-url", self.redis_url, *extra], env)
+        if wait:
+            self.wait_up(port, "/readyz")
+        return port
+
+    def start_app(self, module: str, workers: int = 2, wait: bool = True) -> int:
+        """A bench/ WSGI app on the server's own stack: gunicorn with the project's
+        gunicorn.conf.py (its worker class, SO_REUSEPORT, keep-alive...), the app in
+        place of the server's, the server's Redis settings in BANNERS_* variables."""
+        port = free_port()
+        env = {**os.environ, "BANNERS_REDIS_URL": self.redis_url or ""}
+        self._spawn(module, port, [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-w", str(workers),
+                                   "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"),
+                                   f"{module}:application"], env)
+        if wait:
+            self.wait_up(port, "/healthz")
         return port
 
     def start_reference(self, workers: int = 2) -> int:
-        port = free_port()
-        p = subprocess.Popen([str(BIN / "gunicorn"), "-k", "banner_server.worker.MeinheldWorker", "-w", str(workers),
-                              "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"), "--no-control-socket",
-                              "reference_app:application"],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return self.start_app("reference_app", workers)
+
+    def _spawn(self, name: str, port: int, cmd: list, env: dict) -> None:
+        log = open(self.dir / f"{name}-{port}.log", "wb")
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
         self.procs.append(p)
-        wait_http(port, "/healthz")
-        return port
+        self.masters[port] = p
+
+    def wait_up(self, port: int, path: str, timeout: float = 30) -> None:
+        """Until `path` answers 200; a server that exits first fails at once, with its log."""
+        p = self.masters[port]
+
+        def up():
+            if p.poll() is not None:
+                logs = sorted(self.dir.glob(f"*-{port}.log"))
+                tail = logs[0].read_text(errors="replace")[-3000:] if logs else ""
+                raise SystemExit(f"{' '.join(map(str, p.args))} exited with {p.returncode}:\n{tail}")
+            return http_ok(port, path)
+        wait_for(up, timeout, f"server on port {port}")
+
+    def worker_pids(self, port: int, count: int | None = None, timeout: float = 30) -> list[int]:
+        """The gunicorn workers (children of the master) of the server on `port`; with
+        `count`, once that many are up (the first one answers before the last boots)."""
+        pids = children(self.masters[port].pid)
+        if count is not None:
+            def all_up():
+                nonlocal pids
+                pids = children(self.masters[port].pid)
+                return len(pids) >= count
+            wait_for(all_up, timeout, f"{count} workers on port {port}")
+        return pids
 
 
 def run(cmd, **kw):
@@ -114,15 +152,49 @@ def wait_for(check, timeout, what):
     raise SystemExit(f"{what} did not come up within {timeout}s")
 
 
+def http_ok(port: int, path: str) -> bool:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", path)
+        return c.getresponse().status == 200
+    except OSError:
+        return False
+
+
 def wait_http(port: int, path: str, timeout: float = 30) -> None:
-    def ok():
+    wait_for(lambda: http_ok(port, path), timeout, f"server on port {port}")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            return c.getresponse().status == 200
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return sorted(out)
+
+
+def proc_stats(pids) -> dict:
+    """CPU seconds (user, system) and context switches (voluntary: the process waited;
+    nonvoluntary: it was preempted) of these processes so far; gone ones count 0."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(("user", "system", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"), 0.0)
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
-            return False
-    wait_for(ok, timeout, f"server on port {port}")
+            continue
+        out["user"] += int(fields[11]) / tick  # utime and stime: fields 14 and 15 of stat
+        out["system"] += int(fields[12]) / tick
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] += int(value)
+    return out
 
 
 def machine() -> str:

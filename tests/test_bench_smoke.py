@@ -48,4 +48,9 @@ def test_bench_scripts_smoke():
     assert "bar (>= 5,000 requests/minute, 0 failures): met" in out["stress"]
     assert "us per request" in out["profile"]
     if "throughput" in out:
-        assert "ratio server/reference" in out["throughput"]
+        table = out["throughput"]
+        for app in ("ceiling", "floor", "script", "server"):
+            assert f"\n{app} " in table, app
+        for ratio in ("server/ceiling", "server/floor", "script/floor", "floor/ceiling"):
+            assert f"ratio {ratio}: " in table, ratio
+        assert "bar (server >= 0.75 x floor, 0 errors, every answer through Redis): " in table

@@ -1,0 +1,75 @@
+"""The script-only app for `make bench`: the reference's fixed page plus one EVALSHA of
+the server's own pick script (banner_server.store.PICK_LUA) with the keys the server
+builds (banner_server.keys.Keys), over its lean client, one connection per worker.
+script/floor is the price of the script; server/script the price of the server's own
+Python around it.
+
+The script's arguments are laid out here as SelectionStore.pick lays them out; when
+the script or its arguments change, the check at start fails loudly instead of
+timing an error path: update `pick()` below to match the store."""
+
+import sys
+
+import falcon
+
+from banner_server.clock import quarter_source, system_clock
+from banner_server.config import Settings
+from banner_server.fastredis import FastRedis, _pack
+from banner_server.keys import Keys
+from banner_server.store import PICK_LUA
+
+from reference_app import PAGE
+
+settings = Settings.from_env()
+keys = Keys(settings.key_prefix)
+redis = FastRedis(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout)
+script = redis.script(PICK_LUA)
+TTL = str(settings.visitor_ttl)
+VERSION_PREFIX = keys.prefix + "v:"
+# Read once per worker: every quarter is loaded, and a run crossing a quarter
+# boundary only keeps drawing from the quarter it started in.
+QUARTER = quarter_source(system_clock(settings.tz), settings.quarter)()
+COOKIE = "visitor_id="
+
+
+def pick(campaign: int, visitor: str):
+    return script(keys=[keys.current, keys.visitor(visitor)], args=[VERSION_PREFIX, QUARTER, campaign, TTL])
+
+
+def check() -> None:
+    """The current version, read at start, and one pick that must draw from it."""
+    version = redis._roundtrip(_pack(b"GET", keys.current))
+    if not version:
+        sys.exit("script_app: nothing is published in this Redis (run `banners load` first)")
+    members = redis._roundtrip(_pack(b"SMEMBERS", keys.campaigns(version.decode(), QUARTER)))
+    if not members:
+        sys.exit(f"script_app: version {version.decode()} has no campaign in quarter {QUARTER}")
+    campaign = int(sorted(members, key=int)[0])
+    got = pick(campaign, "c:bench-script-check")
+    selection = set(redis._roundtrip(_pack(b"SMEMBERS", keys.selection_set(version.decode(), QUARTER, campaign))))
+    if not (isinstance(got, list) and len(got) == 2 and got[0] == version and got[1] in selection):
+        sys.exit(f"script_app: PICK_LUA answered {got!r} for campaign {campaign} of version {version.decode()}, "
+                 "not [version, one of the selection]: its keys or arguments changed; update bench/script_app.py")
+
+
+check()
+
+
+class Script:
+    def on_get(self, req, resp, campaign_id):
+        # The raw Cookie header stands for the visitor, as in floor_app: the same
+        # key as the server's for that visitor ("c:" + the cookie's id).
+        visitor = (req.env.get("HTTP_COOKIE") or "")[len(COOKIE):]
+        pick(int(campaign_id), "c:" + visitor)
+        resp.data = PAGE
+        resp.content_type = falcon.MEDIA_JSON
+
+
+class Health:
+    def on_get(self, req, resp):
+        resp.data = b"ok"
+
+
+application = falcon.App()
+application.add_route("/campaigns/{campaign_id}", Script())
+application.add_route("/healthz", Health())
