@@ -36,7 +36,7 @@ across two versions.
     {p}{g}:v:{ver}:q:{q}:c:{c}      set: the selection's banner ids, group g's copy (SRANDMEMBER)
     {p}{g}:vis:{visitor}            string: the visitor's last banner (TTL)
 
-with {t} the control tag and {g} a group's tag, e.g. ``{banners.g3.60}``.
+with {t} the control tag and {g} a group's tag, e.g. ``{g3.60}``.
 """
 
 from __future__ import annotations
@@ -52,19 +52,20 @@ MAX_GROUPS = 1024
 
 
 @functools.lru_cache(maxsize=64)
-def group_tags(base: str, groups: int) -> tuple[str, ...]:
+def group_tags(groups: int) -> tuple[str, ...]:
     """G hash tags whose slots are evenly spaced: tag i falls in the i-th G-th of the
     slot range, so slots assigned to masters in ranges (as clusters are) spread the
-    groups, and with them the visitors, over every master."""
+    groups, and with them the visitors, over every master.  Short (`g3.60`): every
+    visitor key carries one."""
     if not 1 <= groups <= MAX_GROUPS:
         raise ValueError(f"groups must be 1 to {MAX_GROUPS}, not {groups}")
     tags = []
     for i in range(groups):
         low, high = i * SLOTS // groups, (i + 1) * SLOTS // groups
         n = 0
-        while not low <= key_slot(f"{base}.g{i}.{n}".encode()) < high:
+        while not low <= key_slot(f"g{i}.{n}".encode()) < high:
             n += 1
-        tags.append(f"{base}.g{i}.{n}")
+        tags.append(f"g{i}.{n}")
     return tuple(tags)
 
 
@@ -84,7 +85,7 @@ class Keys:
 
     def set_groups(self, groups: int) -> None:
         self.groups = groups
-        self.group_prefixes = tuple(f"{self.prefix}{{{tag}}}:" for tag in group_tags(self.base, groups))
+        self.group_prefixes = tuple(f"{self.prefix}{{{tag}}}:" for tag in group_tags(groups))
         self.group_currents = tuple(gp + "current" for gp in self.group_prefixes)
 
     def with_groups(self, groups: int) -> "Keys":

@@ -8,6 +8,7 @@ The script's arguments are laid out here as SelectionStore.pick lays them out; w
 the script or its arguments change, the check at start fails loudly instead of
 timing an error path: update `pick()` below to match the store."""
 
+import json
 import sys
 
 import falcon
@@ -21,34 +22,38 @@ from banner_server.store import PICK_LUA
 from reference_app import PAGE
 
 settings = Settings.from_env()
-keys = Keys(settings.key_prefix)
 redis = FastRedis(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout)
 script = redis.script(PICK_LUA)
 TTL = str(settings.visitor_ttl)
-VERSION_PREFIX = keys.prefix + "v:"
 # Read once per worker: every quarter is loaded, and a run crossing a quarter
 # boundary only keeps drawing from the quarter it started in.
 QUARTER = quarter_source(system_clock(settings.tz), settings.quarter)()
 COOKIE = "visitor_id="
+_base = Keys(settings.key_prefix)
+keys = _base.with_groups(int(redis._roundtrip(_pack(b"GET", _base.groups_key)) or 1))
+VERSION = (redis._roundtrip(_pack(b"GET", keys.current)) or b"").decode()
 
 
 def pick(campaign: int, visitor: str):
-    return script(keys=[keys.current, keys.visitor(visitor)], args=[VERSION_PREFIX, QUARTER, campaign, TTL])
+    group = keys.group_of(visitor)
+    return script(keys=[keys.group_currents[group], keys.selection_set(VERSION, QUARTER, campaign, group),
+                        keys.visitor(visitor, group)], args=[VERSION, TTL])
 
 
 def check() -> None:
     """The current version, read at start, and one pick that must draw from it."""
-    version = redis._roundtrip(_pack(b"GET", keys.current))
-    if not version:
+    if not VERSION:
         sys.exit("script_app: nothing is published in this Redis (run `banners load` first)")
-    members = redis._roundtrip(_pack(b"SMEMBERS", keys.campaigns(version.decode(), QUARTER)))
-    if not members:
-        sys.exit(f"script_app: version {version.decode()} has no campaign in quarter {QUARTER}")
-    campaign = int(sorted(members, key=int)[0])
+    records = json.loads(redis._roundtrip(_pack(b"GET", keys.selections(VERSION))))
+    campaigns = sorted(r["campaign_id"] for r in records if r["quarter"] == QUARTER)
+    if not campaigns:
+        sys.exit(f"script_app: version {VERSION} has no campaign in quarter {QUARTER}")
+    campaign = campaigns[0]
     got = pick(campaign, "c:bench-script-check")
-    selection = set(redis._roundtrip(_pack(b"SMEMBERS", keys.selection_set(version.decode(), QUARTER, campaign))))
-    if not (isinstance(got, list) and len(got) == 2 and got[0] == version and got[1] in selection):
-        sys.exit(f"script_app: PICK_LUA answered {got!r} for campaign {campaign} of version {version.decode()}, "
+    group = keys.group_of("c:bench-script-check")
+    selection = set(redis._roundtrip(_pack(b"SMEMBERS", keys.selection_set(VERSION, QUARTER, campaign, group))))
+    if not (isinstance(got, list) and len(got) == 2 and got[0] == VERSION.encode() and got[1] in selection):
+        sys.exit(f"script_app: PICK_LUA answered {got!r} for campaign {campaign} of version {VERSION}, "
                  "not [version, one of the selection]: its keys or arguments changed; update bench/script_app.py")
 
 

@@ -8,6 +8,7 @@ A load keeps KEEP_VERSIONS of them (the current one and the 3 before it).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import redis
@@ -22,7 +23,8 @@ def measure(ws: Workspace, r: redis.Redis, data, keys: Keys) -> str:
     r.flushall()
     ws.load(data)
     ver = current_version(r, keys)
-    names = list(r.scan_iter(match=keys.version(ver) + "*", count=1000))
+    vkeys = keys.with_groups(int(r.get(keys.groups_key)))
+    names = [n for n in vkeys.version_keys(ver, json.loads(r.get(keys.selections(ver)))) if r.exists(n)]
     pipe = r.pipeline(transaction=False)
     for name in names:
         pipe.memory_usage(name, samples=0)  # samples=0: every element, not an estimate

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 
@@ -26,18 +27,23 @@ def main(argv=None) -> int:
         ws.load(ws.data_dir(0.02))
         r = redis.Redis.from_url(ws.redis_url)
         script = r.register_script(PICK_LUA)
+        keys = keys.with_groups(int(r.get(keys.groups_key)))
+        ver = r.get(keys.current).decode()
+        campaigns = sorted({rec["campaign_id"] for rec in json.loads(r.get(keys.selections(ver)))
+                            if rec["quarter"] == 1})
         before = r.info("memory")["used_memory"]
         pipe = r.pipeline(transaction=False)
         for i in range(args.n):
             visitor = "c:" + secrets.token_urlsafe(16)
-            script(keys=[keys.current, keys.visitor(visitor)], args=[keys.prefix + "v:", 1, 1 + i % 50, 86400],
-                   client=pipe)
+            g = keys.group_of(visitor)
+            script(keys=[keys.group_currents[g], keys.selection_set(ver, 1, campaigns[i % len(campaigns)], g),
+                         keys.visitor(visitor, g)], args=[ver, 86400], client=pipe)
             if i % 5000 == 4999:
                 pipe.execute()
         pipe.execute()
         after = r.info("memory")["used_memory"]
         per = (after - before) / args.n
-        sample = next(r.scan_iter(match=keys.prefix + "vis:*"))
+        sample = next(r.scan_iter(match=keys.prefix + "*:vis:*"))
         print(f"{args.n} visitors: {after - before:,} bytes, {per:.0f} bytes per visitor "
               f"(MEMORY USAGE of one key: {r.memory_usage(sample)} bytes; TTL {r.ttl(sample)} s)")
     return 0
