@@ -37,6 +37,20 @@ across two versions.
     {p}{g}:vis:{visitor}            string: the visitor's last banner (TTL)
 
 with {t} the control tag and {g} a group's tag, e.g. ``{g3.60}``.
+
+What the service records (SPEC §7), spread over the groups like the visitors, kept for
+--keep-events (default 48 h) unless said otherwise; {hour} is the server's local hour,
+``2026-11-28T23``, and {q} its quarter:
+
+    {p}{t}:click_seq                counter: the last click_id handed out
+    {p}{g}:imp:{hour}:{q}           hash: "campaign:banner" -> impressions (the pick script
+                                    counts them, in the visitor's group)
+    {p}{g}:click:{click_id}         string "campaign banner served_at clicked_at": the click,
+                                    30 days (a conversion may name it that long); g of the id
+    {p}{g}:clicks:{hour}            hash: click_id -> "campaign banner quarter" (export)
+    {p}{g}:conv:{conversion_id}     string "click_id revenue": the conversion (idempotence),
+                                    30 days; g of the id
+    {p}{g}:convs:{hour}             hash: conversion_id -> "click_id revenue quarter" (export)
 """
 
 from __future__ import annotations
@@ -120,6 +134,30 @@ class Keys:
         if group is None:
             group = self.group_of(visitor)
         return f"{self.group_prefixes[group]}vis:{visitor}"
+
+    # -- what the service records (banner_server.events) -----------------------------
+    @property
+    def click_seq(self) -> str:
+        return self.control + "click_seq"
+
+    def id_group(self, ident: int) -> int:
+        """The group of a click or conversion id: records spread like visitors."""
+        return ident % self.groups
+
+    def impressions(self, hour: str, quarter: int, group: int) -> str:
+        return f"{self.group_prefixes[group]}imp:{hour}:{quarter}"
+
+    def click(self, click_id: int) -> str:
+        return f"{self.group_prefixes[self.id_group(click_id)]}click:{click_id}"
+
+    def clicks_by_hour(self, hour: str, group: int) -> str:
+        return f"{self.group_prefixes[group]}clicks:{hour}"
+
+    def conversion(self, conversion_id: int) -> str:
+        return f"{self.group_prefixes[self.id_group(conversion_id)]}conv:{conversion_id}"
+
+    def conversions_by_hour(self, hour: str, group: int) -> str:
+        return f"{self.group_prefixes[group]}convs:{hour}"
 
     def version_keys(self, ver: str, records: list[dict]) -> list[str]:
         """Every key a version of these `show --json` records has (for its removal)."""
