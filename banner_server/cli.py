@@ -733,11 +733,16 @@ def _variables_without_option() -> str:
                  "variable, separated by commas).")
 @_setting_option("--access-log", config.ACCESS_LOG, metavar="PATH",
                  help="Log every request to this file ('-' for standard output).")
+@_setting_option("--cors-origin", config.CORS_ORIGINS, parse=config.parse_origin, multiple=True, metavar="ORIGIN",
+                 help="Let this site's pages read the JSON answers with the visitor cookie (repeatable; `*`: "
+                 "any site, without the cookie). embed.js needs it.")
+@_setting_option("--frame-ancestors", config.FRAME_ANCESTORS, metavar="SOURCES",
+                 help="Who may frame /campaigns/<id>/embed (CSP frame-ancestors), e.g. https://shop.example.")
 @_setting_option("--log-format", config.LOG_FORMAT, metavar="text|json",
                  help="text for people, json for machines: one JSON object a line.")
 @_redis_options
-def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log, log_format,
-          redis_url, state_dir):
+def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log, cors_origin,
+          frame_ancestors, log_format, redis_url, state_dir):
     """Serve banners over HTTP with gunicorn and meinheld workers.
 
     \b
@@ -772,6 +777,8 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         config.TRUSTED_PROXIES.name: ",".join(map(str, trusted_proxy)),
         config.ACCESS_LOG.name: access_log or "",
         config.LOG_FORMAT.name: log_format or "",
+        config.CORS_ORIGINS.name: ",".join(cors_origin),
+        config.FRAME_ANCESTORS.name: frame_ancestors or "",
         config.REDIS_URL.name: redis_url or "",
         config.STATE_DIR.name: str(state_dir),
         config.METRICS_DIR.name: str((state_dir / "metrics").resolve()),

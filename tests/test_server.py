@@ -81,7 +81,7 @@ def test_accept_cache_is_bounded_and_keeps_answering(client):
 def test_campaign_json_shape_and_alias(client):
     res = client.simulate_get("/campaign/7", headers=JSON)
     body = res.json
-    assert set(body) == {"campaign_id", "quarter", "banner_id", "image_url"}
+    assert set(body) == {"campaign_id", "quarter", "banner_id", "image_url", "click_url", "name"}
     assert body["campaign_id"] == 7 and body["quarter"] == 1
     assert body["banner_id"] in (101, 200, 300, 400, 500)
     assert body["image_url"] == f"/banners/{body['banner_id']}.svg"
