@@ -210,7 +210,7 @@ class CampaignResource:
             # Integers, and URLs built from integers and base64url: only the name needs escaping.
             resp.text = (f'{{"campaign_id": {campaign}, "quarter": {quarter}, "banner_id": {banner}, '
                          f'"image_url": "{image_url}", "click_url": "{click_url}", '
-                         f'"name": {json.dumps(name)}}}')
+                         f'"name": {"null" if name is None else json.dumps(name)}}}')
         else:
             resp.content_type = falcon.MEDIA_HTML
             resp.set_headers(HTML_HEADERS)

@@ -287,6 +287,8 @@ REDIS_CONNECT_TIMEOUT = _var("BANNERS_REDIS_CONNECT_TIMEOUT", _seconds, "0.25",
                              "seconds a worker's connect to Redis may take (TCP, TLS, AUTH); at least the above")
 REDIS_RETRY = _var("BANNERS_REDIS_RETRY", _seconds, "1",
                    "seconds a worker answers from its snapshot before trying Redis again")
+RECORD_IMPRESSIONS = _var("BANNERS_RECORD_IMPRESSIONS", _bool, "true",
+                          "count every banner answer as an impression (for `banners export`)")
 CORS_ORIGINS = _var("BANNERS_CORS_ORIGINS", _origins, None,
                     "origins whose pages may read the JSON answers (embed.js), separated by commas; `*`: any, "
                     "without credentials", "--cors-origin")
@@ -325,6 +327,7 @@ class Settings:
     state_dir: Path = Path("var")
     cors_origins: tuple = ()
     frame_ancestors: str = "*"
+    record_impressions: bool = True
     secret: str | None = None
 
     @classmethod
@@ -347,6 +350,7 @@ class Settings:
             metrics_dir=METRICS_DIR.get(env),
             state_dir=STATE_DIR.get(env),
             cors_origins=CORS_ORIGINS.get(env) or (),
+            record_impressions=RECORD_IMPRESSIONS.get(env),
             frame_ancestors=FRAME_ANCESTORS.get(env),
             secret=SECRET.get(env),
         )

@@ -263,7 +263,7 @@ class SelectionStore:
             group = keys.group_of(visitor)
             visitor_key = keys.visitor(visitor, group)
             args = [self.version or "", self.ttl, carried or "", campaign, self.keep_events]
-            tail = [visitor_key, keys.impressions(hour, quarter, group)] if hour else [visitor_key]
+            tail = [visitor_key, keys.impressions(hour, quarter, group, campaign)] if hour else [visitor_key]
             try:
                 reply = self._pick(keys=[keys.group_currents[group],
                                          keys.selection_set(args[0], quarter, campaign, group), *tail], args=args)
@@ -336,7 +336,7 @@ class SelectionStore:
         try:
             keys = self.keys
             group = keys.group_of(visitor)
-            counter = [keys.impressions(hour, quarter, group)] if hour else []
+            counter = [keys.impressions(hour, quarter, group, campaign)] if hour else []
             banner_id = int(self._record(keys=[keys.visitor(visitor, group), *counter],
                                          args=[self.ttl, carried or "", campaign, self.keep_events, *order]))
         except REDIS_ERRORS as exc:

@@ -35,7 +35,7 @@ def build(settings: Settings | None = None):
         metrics=Metrics(settings.metrics_dir),
         cookie_secure=settings.cookie_secure,
         trusted_proxies=settings.trusted_proxies,
-        hour=hour_source(clock, tick=time.monotonic),
+        hour=hour_source(clock, tick=time.monotonic) if settings.record_impressions else None,
         signer=ClickSigner(load_secret(settings.secret, settings.state_dir)),
         cors_origins=settings.cors_origins,
         frame_ancestors=settings.frame_ancestors,
