@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +41,25 @@ class SourceFile:
 
 
 def find_csv_files(data_dir: Path) -> list[SourceFile]:
-    """Every `*.csv` below data_dir, in sorted order of the relative POSIX path."""
+    """Every `*.csv` below data_dir, in sorted order of the relative POSIX path.
+
+    A folder that cannot be listed (no permission, gone half-way) is not skipped:
+    it comes back as an entry rejected `invalid`, its rel ending in "/", since a
+    quarter's files may be in it.  Symlinked folders are not followed (as before).
+    """
     found = []
-    for path in data_dir.rglob("*"):
-        if path.suffix.lower() == ".csv" and path.is_file():
-            found.append(SourceFile(rel=path.relative_to(data_dir).as_posix(), path=path))
+
+    def unreadable(exc: OSError) -> None:
+        rel = Path(exc.filename).relative_to(data_dir).as_posix()
+        folder = "./" if rel == "." else rel + "/"
+        found.append(SourceFile(rel=folder, path=Path(exc.filename), quarter=quarter_of(folder),
+                                rejected="invalid", detail=f"cannot read folder: {exc.strerror}"))
+
+    for root, _, names in os.walk(data_dir, onerror=unreadable):
+        for name in names:
+            if name.lower().endswith(".csv"):
+                path = Path(root, name)
+                found.append(SourceFile(rel=path.relative_to(data_dir).as_posix(), path=path))
     return sorted(found, key=lambda f: f.rel)
 
 
@@ -74,8 +90,13 @@ def kind_of(header: tuple[str, ...]) -> str | None:
 
 def read_and_hash(src: SourceFile) -> tuple[bytes, str]:
     """The file's bytes and their sha256 (hashlib releases the GIL: this can run in a
-    thread while polars parses the previous file)."""
-    data = src.path.read_bytes()
+    thread while polars parses the previous file).  OSError when it cannot be read."""
+    # A FIFO or a device named *.csv would block or never end: only regular files
+    # (O_NONBLOCK: opening a FIFO must not wait for a writer; no effect on files).
+    with open(os.open(src.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = fh.read()
     return data, hashlib.sha256(data).hexdigest()
 
 

@@ -35,6 +35,10 @@ class LoadResult:
         return sorted(set(self.selections["quarter"].to_list()))
 
 
+def _read(src: SourceFile) -> tuple[bytes, str] | None:
+    return None if src.rejected else read_and_hash(src)
+
+
 def read_folder(
     data_dir: Path, progress: Callable[[int], None] | None = None
 ) -> tuple[list[SourceFile], dict[str, pl.DataFrame], pl.DataFrame]:
@@ -46,14 +50,17 @@ def read_folder(
     # One file read ahead: its read and hash overlap the parse of the current one,
     # and at most two files' bytes are held at a time, however many files there are.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(read_and_hash, files[0]) if files else None
+        ahead = pool.submit(_read, files[0]) if files else None
         for idx, src in enumerate(files):
-            current, ahead = ahead, (pool.submit(read_and_hash, files[idx + 1]) if idx + 1 < len(files) else None)
+            current, ahead = ahead, (pool.submit(_read, files[idx + 1]) if idx + 1 < len(files) else None)
             try:
-                data, sha256 = current.result()
+                read = current.result()
             except OSError as exc:
                 src.rejected, src.detail = "invalid", f"cannot read: {exc.strerror}"
                 continue
+            if read is None:
+                continue  # rejected when found (a folder that cannot be read)
+            data, sha256 = read
             body = classify(src, data, sha256, seen)
             del data
             if body is not None:

@@ -1,6 +1,7 @@
 """Reading, validation and row acceptance (SPEC §4 'Loading'), through `compute`."""
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -207,3 +208,66 @@ def test_reject_lines_are_json_serialisable(base):
     res = compute(base, seed=1)
     for row in res.rejects.iter_rows(named=True):
         assert set(json.loads(json.dumps(row))) == {"file", "line", "kind", "reason", "detail", "duplicate_of"}
+
+
+# -- every part of DATA_DIR is read, or rejected (issue 8, item 11) -----------------------
+
+def folder_rejects(res):
+    return [(r["file"], r["line"], r["reason"], r["detail"]) for r in res.rejects.iter_rows(named=True)]
+
+
+def test_unreadable_folder_is_an_invalid_rejection(base):
+    write(base, "3/clicks_3.csv", CLICKS + "1,100,7\n")
+    locked = base / "3"
+    locked.chmod(0)
+    try:
+        try:
+            os.listdir(locked)
+        except PermissionError:
+            res = compute(base, seed=1)
+        else:
+            pytest.skip("permissions do not stop this user (root): see the simulated test below")
+    finally:
+        locked.chmod(0o755)
+    assert folder_rejects(res) == [("3/", None, "invalid", "cannot read folder: Permission denied")]
+    assert res.invalid == 1 and res.quarters == [1]
+    row = res.summary.filter(pl.col("quarter") == 3).row(0, named=True)
+    assert (row["files"], row["files_rejected"]) == (1, 1)
+
+
+def test_folder_that_cannot_be_listed_is_an_invalid_rejection(base, monkeypatch):
+    # As root, chmod 000 blocks nothing: make the listing itself fail, as it does for
+    # another user (or on a mount gone stale).
+    write(base, "3/deeper/clicks_3.csv", CLICKS + "1,100,7\n")
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "deeper":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    res = compute(base, seed=1)
+    assert folder_rejects(res) == [("3/deeper/", None, "invalid", "cannot read folder: Permission denied")]
+    assert res.invalid == 1
+    assert [(f.rel, f.quarter, f.kind) for f in res.files if f.rejected] == [("3/deeper/", 3, None)]
+
+
+def test_unreadable_data_dir_itself_is_an_invalid_rejection(tmp_path, monkeypatch):
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", os.fspath(p))) if Path(p) == tmp_path else real(p))
+    res = compute(tmp_path, seed=1)
+    assert folder_rejects(res) == [("./", None, "invalid", "cannot read folder: Permission denied")]
+    assert res.accepted_rows == 0 and res.invalid == 1
+
+
+def test_csv_that_is_not_a_readable_file_is_an_invalid_rejection(base):
+    os.mkfifo(base / "1" / "pipe.csv")  # reading it would wait for a writer forever
+    (base / "1" / "gone.csv").symlink_to(base / "nowhere.csv")
+    (base / "1" / "folder.csv").mkdir()  # a folder with that name is a folder: walked, not read
+    res = compute(base, seed=1)
+    assert folder_rejects(res) == [
+        ("1/gone.csv", None, "invalid", "cannot read: No such file or directory"),
+        ("1/pipe.csv", None, "invalid", "cannot read: not a regular file"),
+    ]
