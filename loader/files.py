@@ -17,7 +17,12 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 _BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()}
 _SUFFIX = re.compile(r"_([1-4])\.csv$", re.IGNORECASE)
+_BLANK = re.compile(rb"\s*")
 BOM = b"\xef\xbb\xbf"
+# No header or row comes near this (a few names or numbers); a longer line is
+# rejected as a whole, never handed to polars, whose strings cost several times a
+# line of megabytes.
+MAX_LINE = 64 << 10
 
 
 @dataclass
@@ -116,19 +121,20 @@ def classify(src: SourceFile, data: bytes, sha256: str, seen: dict[str, SourceFi
         src.detail = f"same bytes as {first_copy.rel}"
         return None
     seen[src.sha256] = src
-    if data.startswith(BOM):
-        data = data[len(BOM):]
+    begin = len(BOM) if data.startswith(BOM) else 0  # an offset: no copy of the file
     if b"\x00" in data:
         return _reject(src, "not text: contains NUL bytes")
-    end = data.find(b"\n")
+    end = data.find(b"\n", begin, begin + MAX_LINE + 2)  # + 2: the newline, and a CR before it
+    if end < 0 and len(data) - begin > MAX_LINE:
+        return _reject(src, f"no header: the first line is longer than {MAX_LINE} bytes")
     try:
-        # The body's encoding is checked by the parser (numbers are ASCII) or, on the
-        # exact path, by decoding it: a clean file is not decoded twice.
-        first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+        # The body's encoding is checked by the parsers (numbers are ASCII; the exact
+        # path reads text): a clean file is not decoded twice.
+        first = data[begin:end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
     except UnicodeDecodeError as exc:
-        return _reject(src, f"not UTF-8 text (byte {exc.start})")
+        return _reject(src, f"not UTF-8 text (byte {begin + exc.start})")
     if not first.strip():
-        return _reject(src, "empty file" if not data.strip() else "no header")
+        return _reject(src, "empty file" if _BLANK.fullmatch(data, begin) else "no header")
     header = parse_header(first)
     if header is None:
         return _reject(src, "unreadable header line (a lone carriage return? lines must end in LF or CRLF)")
