@@ -304,14 +304,17 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
                 continue
             lines = piece.count(b"\n")
             part = max(1, len(piece) * EXACT_LINES // max(lines, 1))  # bytes, at the mean line length
+            goods = []
             for sub_start, sub_end in _slices(piece, part):
                 sub = piece[sub_start:sub_end]
                 good, bad, n_bad = _exact(src, sub, file_idx, line, rejects.LOGGED - logged)
                 line += sub.count(b"\n")
-                valid.append(good)
+                goods.append(good)
                 invalid.append(bad)
                 n_invalid += n_bad
                 logged += bad.height
+            if goods:
+                valid.append(pl.concat(goods, rechunk=True))  # one chunk per piece, as on the fast path
         except NotText:
             at = start + _utf8_error(body if (start, end) == (0, len(body)) else body[start:end])
             src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {at} after the header)"
