@@ -352,11 +352,14 @@ class IndexResource:
         resp.cache_control = ["no-store"]
         if wants_json(req):
             resp.media = {"quarter": quarter, "version": self.store.version,
-                          "campaigns": [{"campaign_id": c, "url": f"/campaigns/{c}"} for c in campaigns]}
+                          "campaigns": [{"campaign_id": c, "name": self.store.campaign_name(c),
+                                         "url": f"/campaigns/{c}"} for c in campaigns]}
             return
         resp.content_type = falcon.MEDIA_HTML
         resp.set_headers(HTML_HEADERS)
-        items = "".join(f'<li><a href="/campaigns/{c}">Campaign {c}</a></li>' for c in campaigns)
+        name = self.store.campaign_name
+        items = "".join(f'<li><a href="/campaigns/{c}">Campaign {c}'
+                        f'{" — " + html.escape(name(c)) if name(c) else ""}</a></li>' for c in campaigns)
         body = (f"<h1>Campaigns, quarter {quarter}</h1>"
                 + (f"<ul>{items}</ul>" if items else f"<p>{self._why_empty(quarter)}</p>"))
         resp.text = page(f"Campaigns, quarter {quarter}", body)

@@ -27,6 +27,7 @@ def dashboard_data(store: SelectionStore, metrics: Metrics, images: ImageDir, cu
         q, c = rec["quarter"], rec["campaign_id"]
         quarters.setdefault(q, []).append({
             "campaign_id": c,
+            "name": store.campaign_name(c),
             "scenario": rec["scenario"],
             "x": rec["x"],
             "banners": [
@@ -75,7 +76,8 @@ def render_html(data: dict, page: Callable[[str, str], str]) -> str:
             top_clicks = max((b["clicks"] for b in c["banners"]), default=0) or 1
             rows = "".join(_row(b, top_rev, top_clicks) for b in c["banners"])
             parts.append(
-                f'<section class="campaign"><h3><a href="/campaigns/{c["campaign_id"]}">Campaign {c["campaign_id"]}</a>'
+                f'<section class="campaign"><h3><a href="/campaigns/{c["campaign_id"]}">Campaign {c["campaign_id"]}'
+                f'{" — " + html.escape(c["name"]) if c["name"] else ""}</a>'
                 f' <span class="tag">{html.escape(c["scenario"])}</span> <span class="meta">X = {c["x"]}</span></h3>'
                 f'<table><thead><tr><th>Picture</th><th>Banner</th><th>Revenue</th><th>Clicks</th>'
                 f'<th class="rule">Rule</th><th>Served</th></tr></thead><tbody>{rows}</tbody></table></section>')

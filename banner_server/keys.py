@@ -31,6 +31,7 @@ across two versions.
     {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}{t}:v:{ver}:selections       string: JSON of `banners show --json` (worker snapshots,
                                     `show`, and the list of the version's keys for cleanup)
+    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv)
     {p}{t}:v:{ver}:q:{q}:c:{c}:z    sorted set: banner id -> revenue (the scores kept)
     {p}{g}:current                  string: the version group g serves
     {p}{g}:v:{ver}:q:{q}:c:{c}      set: the selection's banner ids, group g's copy (SRANDMEMBER)
@@ -119,6 +120,9 @@ class Keys:
     def selections(self, ver: str) -> str:
         return self.version(ver) + "selections"
 
+    def campaign_info(self, ver: str) -> str:
+        return self.version(ver) + "campaigns"
+
     def selection_zset(self, ver: str, quarter: int, campaign: int) -> str:
         return f"{self.version(ver)}q:{quarter}:c:{campaign}:z"
 
@@ -170,7 +174,7 @@ class Keys:
 
     def version_keys(self, ver: str, records: list[dict]) -> list[str]:
         """Every key a version of these `show --json` records has (for its removal)."""
-        out = [self.meta(ver), self.files(ver), self.selections(ver)]
+        out = [self.meta(ver), self.files(ver), self.selections(ver), self.campaign_info(ver)]
         for rec in records:
             q, c = rec["quarter"], rec["campaign_id"]
             out.append(self.selection_zset(ver, q, c))

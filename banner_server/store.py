@@ -3,6 +3,7 @@ with the worker's last snapshot as the answer when Redis is away."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -225,6 +226,8 @@ class SelectionStore:
             return  # superseded between the pick and this read; the next pick tells
         groups = self.r.hget(self.keys.meta(version), "groups")
         self.keys = self.keys.with_groups(int(groups) if groups else 1)
+        info = self.r.get(self.keys.campaign_info(version))
+        self.campaign_info = {int(c): tuple(v) for c, v in json.loads(info).items()} if info else {}
         self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
         self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
@@ -241,6 +244,10 @@ class SelectionStore:
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 self._set_state("redis_unreachable")
+
+    def landing(self, campaign: int) -> tuple[str | None, str | None] | None:
+        """(name, landing URL) of the campaign from the published campaigns.csv."""
+        return self.campaign_info.get(campaign)
 
     def campaign_name(self, campaign: int) -> str | None:
         """The campaign's name from the published campaigns.csv, None when it has none."""

@@ -15,7 +15,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "clicks": ("click_id", "banner_id", "campaign_id"),
     "conversions": ("conversion_id", "click_id", "revenue"),
 }
-_BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()}
+# Optional: a campaign's name and landing page (SPEC §7); in any folder, quarter or not.
+CAMPAIGN_COLUMNS = ("campaign_id", "name", "landing_url")
+_BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()} | {frozenset(CAMPAIGN_COLUMNS): "campaigns"}
 _SUFFIX = re.compile(r"_([1-4])\.csv$", re.IGNORECASE)
 _BLANK = re.compile(rb"\s*")
 BOM = b"\xef\xbb\xbf"
@@ -141,9 +143,9 @@ def classify(src: SourceFile, data: bytes, sha256: str, seen: dict[str, SourceFi
     src.header = header
     src.kind = kind_of(src.header)
     if src.kind is None:
-        expected = "; ".join(",".join(cols) for cols in KINDS.values())
+        expected = "; ".join(",".join(cols) for cols in (*KINDS.values(), CAMPAIGN_COLUMNS))
         return _reject(src, f"unknown header {first[:200]!r}; expected one of: {expected}")
-    if src.quarter is None:
+    if src.quarter is None and src.kind != "campaigns":
         return _reject(src, "no quarter: put it in a folder named 1-4 or name it *_1.csv .. *_4.csv")
     return b"" if end < 0 else data[end + 1:]
 

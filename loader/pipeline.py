@@ -10,6 +10,7 @@ from typing import Callable
 import polars as pl
 
 from . import rejects
+from .campaigns import SCHEMA as CAMPAIGN_SCHEMA, latest, parse_campaigns
 from .dedupe import accept_rows
 from .files import KINDS, SourceFile, classify, find_csv_files, read_and_hash
 from .rules import select_banners
@@ -27,6 +28,8 @@ class LoadResult:
     rejects: pl.DataFrame
     summary: pl.DataFrame  # quarter, kind, files, rows, accepted, one column per reason
     accepted_rows: int
+    # campaign_id, name, landing_url: the campaigns.csv rows that won (may be empty)
+    campaigns: pl.DataFrame | None = None
 
     @property
     def invalid(self) -> int:
@@ -58,6 +61,7 @@ def read_folder(
     parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
     invalid: list[pl.DataFrame] = []
     counts: dict[str, list] = {"file_idx": [], "reason": [], "n": []}
+    campaign_rows: list[pl.DataFrame] = []
     # One file read ahead: its read and hash overlap the parse of the current one,
     # and at most two files' bytes are held at a time, however many files there are.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -77,7 +81,16 @@ def read_folder(
             del read
             body = classify(src, data, sha256, seen)
             del data
-            if body is not None:
+            if body is not None and src.kind == "campaigns":
+                valid, logged, n_invalid = parse_campaigns(src, body, idx)
+                del body
+                campaign_rows.append(valid)
+                invalid.append(logged)
+                if n_invalid:
+                    counts["file_idx"].append(idx)
+                    counts["reason"].append("invalid")
+                    counts["n"].append(n_invalid)
+            elif body is not None:
                 parsed = parse_rows(src, body, idx)
                 del body
                 if src.kind == "impressions":
@@ -95,6 +108,7 @@ def read_folder(
         kind: pl.concat(dfs, rechunk=False) if dfs else pl.DataFrame(schema=typed_schema(kind))
         for kind, dfs in parts.items()
     }
+    frames["campaigns"] = latest(pl.concat(campaign_rows) if campaign_rows else pl.DataFrame(schema=CAMPAIGN_SCHEMA))
     logged = pl.concat(invalid) if invalid else rejects.empty()
     return files, frames, logged, pl.DataFrame(counts, schema=rejects.COUNT_SCHEMA)
 
@@ -122,7 +136,7 @@ def compute(
         f.accepted = f.rows - sum(f.rejected_rows.values())
     accepted_rows = sum(f.accepted for f in files if f.rejected is None)
     return LoadResult(files, selections, reject_log(files, pl.concat([invalid_logged, dup_logged]), counts),
-                      summarize(files), accepted_rows)
+                      summarize(files), accepted_rows, frames["campaigns"])
 
 
 def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFrame) -> pl.DataFrame:

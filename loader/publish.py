@@ -370,6 +370,8 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     # load killed half-way through the group copies leaves nothing cleanup cannot find.
     pipe = r.pipeline(transaction=False)
     pipe.set(keys.selections(ver), json.dumps(records, separators=(",", ":")))
+    campaigns = result.campaigns.rows() if result.campaigns is not None else []
+    pipe.set(keys.campaign_info(ver), json.dumps({str(c): [name, url] for c, name, url in campaigns}))
     pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
     files = {
         f.sha256: json.dumps(

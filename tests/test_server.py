@@ -293,7 +293,7 @@ def test_index_lists_current_quarter_campaigns(client, loaded):
     res = client.simulate_get("/")
     assert res.status_code == 200 and '<a href="/campaigns/7">' in res.text and '/campaigns/8"' in res.text
     assert '/campaigns/9"' not in res.text
-    assert client.simulate_get("/", headers=JSON).json["campaigns"][0] == {"campaign_id": 7, "url": "/campaigns/7"}
+    assert client.simulate_get("/", headers=JSON).json["campaigns"][0] == {"campaign_id": 7, "name": None, "url": "/campaigns/7"}
 
 
 def test_healthz_and_readyz(client):
