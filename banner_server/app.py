@@ -9,6 +9,8 @@ import html
 import json
 import logging
 import re
+import secrets
+import time
 from time import perf_counter
 from typing import Callable
 
@@ -20,6 +22,7 @@ from .dashboard import DashboardResource
 from .images import ImageDir, banner_svg
 from .metrics import Metrics
 from .store import NoData, NotFound, SelectionStore
+from .tokens import ClickSigner
 
 log = logging.getLogger("banner_server")
 
@@ -136,19 +139,25 @@ def bad_id(kind: str) -> falcon.HTTPBadRequest:
         description=f"A {kind} id is an integer from 0 to {MAX_ID}, like /campaigns/7.")
 
 
-class CampaignResource:
-    NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept, Cookie"}
+class Draw:
+    """The pick every banner answer makes (page, JSON, embed): the visitor, one banner
+    through the store (counted as an impression of this hour and quarter), the visitor
+    cookie for a new client, and the signed click URL of what was shown."""
 
-    def __init__(self, store: SelectionStore, quarter: Callable[[], int], images: ImageDir,
-                 metrics: Metrics, cookie_secure: bool, trusted_proxies: tuple):
+    def __init__(self, store: SelectionStore, quarter: Callable[[], int], images: ImageDir, metrics: Metrics,
+                 cookie_secure: bool, trusted_proxies: tuple, hour: Callable[[], str] | None,
+                 signer: ClickSigner, now: Callable[[], float]):
         self.store = store
         self.quarter = quarter
         self.images = images
         self.metrics = metrics
         self.cookie_secure = cookie_secure
         self.trusted = trusted_proxies
+        self.hour = hour
+        self.signer = signer
+        self.now = now
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
+    def __call__(self, req: falcon.Request, resp: falcon.Response, campaign_id: str):
         campaign = parse_id(campaign_id)
         if campaign is None:
             raise bad_id("campaign")
@@ -160,7 +169,7 @@ class CampaignResource:
             address = visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
             visitor = "a:" + visitors.anonymous_id(address, req.user_agent or "")
         try:
-            pick = self.store.pick(quarter, campaign, visitor, carried)
+            pick = self.store.pick(quarter, campaign, visitor, carried, self.hour() if self.hour else None)
         except NotFound:
             raise falcon.HTTPNotFound(
                 title="Unknown campaign",
@@ -172,30 +181,137 @@ class CampaignResource:
                 title="No data yet", description=str(exc), retry_after=RETRY_AFTER) from None
         if pick.degraded:
             self.metrics.degraded_answer(pick.degraded)
-        self.metrics.banner_served(quarter, campaign, pick.banner_id)
         banner = pick.banner_id
+        self.metrics.banner_served(quarter, campaign, banner)
         if not cookie:
-            resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner), max_age=visitors.COOKIE_MAX_AGE, path="/",
-                            secure=self.cookie_secure, http_only=True, same_site="Lax")
-        ext = "png" if self.images.has(banner) else "svg"
-        image_url = f"/banners/{banner}.{ext}"
-        resp.set_headers(self.NO_STORE)
+            resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner),
+                            max_age=visitors.COOKIE_MAX_AGE, path="/", secure=self.cookie_secure, http_only=True,
+                            same_site="Lax")
         resp.set_header("X-Banners-Version", pick.version)
+        image_url = f"/banners/{banner}.{'png' if self.images.has(banner) else 'svg'}"
+        click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()))
+        return campaign, quarter, banner, image_url, click_url
+
+
+class CampaignResource:
+    NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept, Cookie, Origin"}
+
+    def __init__(self, draw: Draw, cors: "Cors"):
+        self.draw = draw
+        self.cors = cors
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
+        campaign, quarter, banner, image_url, click_url = self.draw(req, resp, campaign_id)
+        resp.set_headers(self.NO_STORE)
+        name = self.draw.store.campaign_name(campaign)
         if wants_json(req):
+            self.cors(req, resp)
             resp.content_type = falcon.MEDIA_JSON
-            # All values are integers or built from integers: no escaping needed.
-            resp.text = (f'{{"campaign_id": {campaign}, "quarter": {quarter}, '
-                         f'"banner_id": {banner}, "image_url": "{image_url}"}}')
+            # Integers, and URLs built from integers and base64url: only the name needs escaping.
+            resp.text = (f'{{"campaign_id": {campaign}, "quarter": {quarter}, "banner_id": {banner}, '
+                         f'"image_url": "{image_url}", "click_url": "{click_url}", '
+                         f'"name": {"null" if name is None else json.dumps(name)}}}')
         else:
             resp.content_type = falcon.MEDIA_HTML
             resp.set_headers(HTML_HEADERS)
+            title = html.escape(name) if name else f"Campaign {campaign}"
             resp.text = page(
-                f"Campaign {campaign}",
-                f'<img src="{image_url}" width="300" height="250" '
-                f'alt="Banner {banner} of campaign {campaign}">'
-                f'<p class="meta">Campaign {campaign} · quarter {quarter} · banner {banner}</p>'
+                name or f"Campaign {campaign}",
+                f'<a href="{click_url}"><img src="{image_url}" width="300" height="250" '
+                f'alt="Banner {banner} of {title}"></a>'
+                f'<p class="meta">{title} · quarter {quarter} · banner {banner}</p>'
                 f'<p><a href="/">All campaigns</a></p>',
             )
+
+
+EMBED_STYLE = "html,body{margin:0;padding:0;overflow:hidden}img{display:block;border:0}"
+_EMBED_STYLE_HASH = base64.b64encode(hashlib.sha256(EMBED_STYLE.encode()).digest()).decode()
+
+
+class EmbedResource:
+    """A minimal document for an <iframe> of 300x250: the banner, linked to its click URL
+    (opened in the top window).  Who may frame it: --frame-ancestors."""
+
+    def __init__(self, draw: Draw, frame_ancestors: str):
+        self.draw = draw
+        self.headers = {
+            "Cache-Control": "no-store",
+            "Vary": "Cookie",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": f"default-src 'none'; img-src 'self'; style-src 'sha256-{_EMBED_STYLE_HASH}'; "
+                                       f"base-uri 'none'; form-action 'none'; frame-ancestors {frame_ancestors}",
+        }
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
+        campaign, _, banner, image_url, click_url = self.draw(req, resp, campaign_id)
+        name = self.draw.store.campaign_name(campaign)
+        resp.set_headers(self.headers)
+        resp.content_type = falcon.MEDIA_HTML
+        alt = html.escape(name) if name else f"Banner {banner} of campaign {campaign}"
+        resp.text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{alt}</title>'
+                     f'<style>{EMBED_STYLE}</style></head><body><a href="{click_url}" target="_top">'
+                     f'<img src="{image_url}" width="300" height="250" alt="{alt}"></a></body></html>')
+
+
+EMBED_JS = r"""(function () {
+  // <script src="https://BANNERS/embed.js" data-campaign="7" async></script>: replaced by
+  // the campaign's banner, linked to its click URL.  Several placements per page work.
+  function place(script) {
+    if (!script || script.getAttribute("data-banners-placed")) return;
+    script.setAttribute("data-banners-placed", "1");
+    var base = new URL(script.src, document.baseURI);
+    var url = new URL("/campaigns/" + encodeURIComponent(script.getAttribute("data-campaign")) +
+                      "?format=json", base);
+    // With credentials, so the visitor cookie counts (the service must name this site's
+    // origin in --cort-origin); a service answering any origin (*) gets a plain request.
+    fetch(url, {credentials: "include"})
+      .catch(function () { return fetch(url, {credentials: "omit"}); })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (d) {
+        var a = document.createElement("a");
+        a.href = new URL(d.click_url, base).href;
+        var img = document.createElement("img");
+        img.src = new URL(d.image_url, base).href;
+        img.width = 300; img.height = 250;
+        img.alt = d.name || ("Banner " + d.banner_id);
+        a.appendChild(img);
+        script.parentNode.replaceChild(a, script);
+      })
+      .catch(function () { if (script.parentNode) script.parentNode.removeChild(script); });
+  }
+  if (document.currentScript) place(document.currentScript);
+  var all = document.querySelectorAll("script[data-campaign]");
+  for (var i = 0; i < all.length; i++) if (/\/embed\.js(\?|$)/.test(all[i].src)) place(all[i]);
+})();
+""".replace("--cort-origin", "--cors-origin")
+
+
+class EmbedScriptResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = EMBED_JS.encode()
+        resp.content_type = "text/javascript; charset=utf-8"
+        resp.cache_control = ["public", "max-age=300"]
+        resp.set_header("X-Content-Type-Options", "nosniff")
+
+
+class Cors:
+    """--cors-origin: which sites' pages may read the JSON answers.  A named origin gets
+    credentials (the visitor cookie); `*` any origin, without them."""
+
+    def __init__(self, origins: tuple = ()):
+        self.any = "*" in origins
+        self.named = frozenset(o.rstrip("/") for o in origins if o != "*")
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response) -> None:
+        origin = req.env.get("HTTP_ORIGIN")
+        if not origin:
+            return
+        if origin in self.named:
+            resp.set_header("Access-Control-Allow-Origin", origin)
+            resp.set_header("Access-Control-Allow-Credentials", "true")
+        elif self.any:
+            resp.set_header("Access-Control-Allow-Origin", "*")
 
 
 class BannerImageResource:
@@ -283,8 +399,8 @@ class MetricsResource:
         resp.text = self.metrics.render({"banners_worker_redis_degraded": int(self.store.degraded)})
 
 
-for _resource in (CampaignResource, BannerImageResource, IndexResource, HealthResource, ReadyResource,
-                  MetricsResource):
+for _resource in (CampaignResource, EmbedResource, EmbedScriptResource, BannerImageResource, IndexResource,
+                  HealthResource, ReadyResource, MetricsResource):
     _resource.on_head = _resource.on_get  # Falcon drops the body of HEAD answers
 
 
@@ -296,10 +412,12 @@ def _internal_error(req, resp, ex, params):
 def route_of(path: str) -> str:
     """A low-cardinality route label for metrics."""
     if path.startswith("/campaign"):
-        return "/campaigns/{id}"
+        return "/campaigns/{id}/embed" if path.endswith("/embed") else "/campaigns/{id}"
     if path.startswith("/banners/"):
         return "/banners/{id}"
-    if path in ("/", "/healthz", "/readyz", "/metrics", "/dashboard"):
+    if path.startswith("/click/"):
+        return "/click/{token}"
+    if path in ("/", "/healthz", "/readyz", "/metrics", "/dashboard", "/embed.js", "/conversions"):
         return path
     return "other"
 
@@ -327,18 +445,29 @@ class Instrumented:
 
 
 def create_app(store: SelectionStore, quarter: Callable[[], int], images: ImageDir | None = None,
-               metrics: Metrics | None = None, cookie_secure: bool = False, trusted_proxies: tuple = ()):
+               metrics: Metrics | None = None, cookie_secure: bool = False, trusted_proxies: tuple = (),
+               hour: Callable[[], str] | None = None, signer: ClickSigner | None = None,
+               now: Callable[[], float] = time.time, cors_origins: tuple = (), frame_ancestors: str = "*"):
+    """`hour` (the local hour, see clock.hour_source) makes every banner answer an
+    impression; `signer` signs click URLs (a random secret when None: tokens then die
+    with the process)."""
     images = images or ImageDir(None)
     metrics = metrics or Metrics()
+    signer = signer or ClickSigner(secrets.token_bytes(32))
+    draw = Draw(store, quarter, images, metrics, cookie_secure, trusted_proxies, hour, signer, now)
     app = falcon.App(cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(error_serializer)
     app.add_error_handler(Exception, _internal_error)
     app.add_error_handler(falcon.HTTPRouteNotFound, not_found)
     app.add_error_handler(falcon.HTTPMethodNotAllowed, method_not_allowed)
-    campaign = CampaignResource(store, quarter, images, metrics, cookie_secure, trusted_proxies)
+    campaign = CampaignResource(draw, Cors(cors_origins))
     app.add_route("/campaigns/{campaign_id}", campaign)
     app.add_route("/campaign/{campaign_id}", campaign)
+    embed = EmbedResource(draw, frame_ancestors)
+    app.add_route("/campaigns/{campaign_id}/embed", embed)
+    app.add_route("/campaign/{campaign_id}/embed", embed)
+    app.add_route("/embed.js", EmbedScriptResource())
     app.add_route("/banners/{image}", BannerImageResource(images))
     app.add_route("/", IndexResource(store, quarter))
     app.add_route("/healthz", HealthResource())

@@ -732,7 +732,7 @@ def _parse_hour(text: str) -> dt.datetime:
 def _last_closed_hour(now: dt.datetime) -> str:
     """The hour before the current one, in wall-clock terms: stepping back in UTC, so a
     daylight-saving change (an hour repeated or skipped) is counted right."""
-    from banner_server.events import hour_of
+    from banner_server.clock import hour_of
 
     current = hour_of(now)
     moment = now.replace(minute=0, second=0, microsecond=0).astimezone(dt.timezone.utc)
@@ -778,7 +778,8 @@ def export(out_dir, hour, keep, tz, redis_url, state_dir):
     """
     import redis as redis_py
 
-    from banner_server.events import EventStore, hour_of
+    from banner_server.clock import hour_of
+    from banner_server.events import EventStore
     from banner_server.topology import CLIENT_ERRORS
     from loader.export import hour_files, write_files
 
@@ -852,13 +853,18 @@ def _variables_without_option() -> str:
                  "variable, separated by commas).")
 @_setting_option("--access-log", config.ACCESS_LOG, metavar="PATH",
                  help="Log every request to this file ('-' for standard output).")
+@_setting_option("--cors-origin", config.CORS_ORIGINS, parse=config.parse_origin, multiple=True, metavar="ORIGIN",
+                 help="Let this site's pages read the JSON answers with the visitor cookie (repeatable; `*`: "
+                 "any site, without the cookie). embed.js needs it.")
+@_setting_option("--frame-ancestors", config.FRAME_ANCESTORS, metavar="SOURCES",
+                 help="Who may frame /campaigns/<id>/embed (CSP frame-ancestors), e.g. https://shop.example.")
 @_setting_option("--log-format", config.LOG_FORMAT, metavar="text|json",
                  help="text for people, json for machines: one JSON object a line.")
 @_setting_option("--keep-events", config.KEEP_EVENTS, metavar="SECONDS",
                  help="Seconds recorded impressions, clicks and conversions are kept for `banners export`.")
 @_redis_options
-def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log, log_format,
-          keep_events, redis_url, state_dir):
+def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, trusted_proxy, access_log, cors_origin,
+          frame_ancestors, log_format, keep_events, redis_url, state_dir):
     """Serve banners over HTTP with gunicorn and meinheld workers.
 
     \b
@@ -893,6 +899,8 @@ def serve(bind, workers, quarter, images, tz, visitor_ttl, cookie_secure, truste
         config.TRUSTED_PROXIES.name: ",".join(map(str, trusted_proxy)),
         config.ACCESS_LOG.name: access_log or "",
         config.LOG_FORMAT.name: log_format or "",
+        config.CORS_ORIGINS.name: ",".join(cors_origin),
+        config.FRAME_ANCESTORS.name: frame_ancestors or "",
         config.KEEP_EVENTS.name: str(keep_events),
         config.REDIS_URL.name: redis_url or "",
         config.STATE_DIR.name: str(state_dir),

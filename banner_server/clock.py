@@ -43,3 +43,24 @@ def quarter_source(clock: Clock, pinned: int | None = None, tick: Callable[[], f
         return state[1]
 
     return cached
+
+
+def hour_of(moment: dt.datetime) -> str:
+    """The local hour an event belongs to, as `banners export --hour` names it."""
+    return moment.strftime("%Y-%m-%dT%H")
+
+
+def hour_source(clock: Clock, tick: Callable[[], float] | None = None) -> Callable[[], str]:
+    """The current local hour (`2026-11-28T23`), read from the clock at most every 50 ms
+    with `tick`, as the quarter is: impressions are counted per hour and quarter."""
+    if tick is None:
+        return lambda: hour_of(clock())
+    state = [float("-inf"), ""]
+
+    def cached() -> str:
+        now = tick()
+        if now - state[0] >= 0.05:
+            state[0], state[1] = now, hour_of(clock())
+        return state[1]
+
+    return cached

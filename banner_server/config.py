@@ -148,6 +148,30 @@ def _networks(text: str) -> tuple:
     return tuple(parse_network(p) for p in split_networks(text))
 
 
+def parse_origin(text: str) -> str:
+    """A web origin for CORS (`https://shop.example`, scheme://host[:port], nothing
+    more), or `*`."""
+    text = text.strip().rstrip("/")
+    if text == "*":
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} is not an origin like https://shop.example (or *)")
+    return text
+
+
+def _origins(text: str) -> tuple:
+    return tuple(parse_origin(o) for o in re.split(r"[,\s]+", text.strip()) if o)
+
+
+def _frame_ancestors(text: str) -> str:
+    # CSP source expressions: `*`, 'self', 'none', scheme: or host sources, no quotes
+    # or semicolons that would end the directive and open another.
+    if not re.fullmatch(r"[A-Za-z0-9*:/._\-' ]+", text.strip()) or ";" in text:
+        raise ValueError("is not a list of CSP sources, e.g. * or https://shop.example 'self'")
+    return text.strip()
+
+
 def _memory(text: str) -> str:
     # redis.conf's memory units; redis-server refuses anything else, after it was started
     if not re.fullmatch(r"\d+(b|k|kb|m|mb|g|gb)?", text.strip(), re.I):
@@ -272,6 +296,13 @@ REDIS_CONNECT_TIMEOUT = _var("BANNERS_REDIS_CONNECT_TIMEOUT", _seconds, "0.25",
                              "seconds a worker's connect to Redis may take (TCP, TLS, AUTH); at least the above")
 REDIS_RETRY = _var("BANNERS_REDIS_RETRY", _seconds, "1",
                    "seconds a worker answers from its snapshot before trying Redis again")
+RECORD_IMPRESSIONS = _var("BANNERS_RECORD_IMPRESSIONS", _bool, "true",
+                          "count every banner answer as an impression (for `banners export`)")
+CORS_ORIGINS = _var("BANNERS_CORS_ORIGINS", _origins, None,
+                    "origins whose pages may read the JSON answers (embed.js), separated by commas; `*`: any, "
+                    "without credentials", "--cors-origin")
+FRAME_ANCESTORS = _var("BANNERS_FRAME_ANCESTORS", _frame_ancestors, "*",
+                       "who may put /campaigns/{id}/embed in an iframe (CSP frame-ancestors)", "--frame-ancestors")
 SECRET = _var("BANNERS_SECRET", _text, None,
                "secret that signs click URLs (16+ characters; the same on every host); unset: made once in "
                "`STATE_DIR/secret`")
@@ -307,6 +338,11 @@ class Settings:
     redis_connect_timeout: float = _default(REDIS_CONNECT_TIMEOUT)
     redis_retry: float = _default(REDIS_RETRY)
     metrics_dir: Path | None = None
+    state_dir: Path = Path("var")
+    cors_origins: tuple = ()
+    frame_ancestors: str = "*"
+    record_impressions: bool = True
+    secret: str | None = None
     keep_events: int = _default(KEEP_EVENTS)  # seconds the hour's recorded events are kept
     postback_token: str | None = None  # None: POST /conversions answers 503
 
@@ -328,6 +364,11 @@ class Settings:
             redis_connect_timeout=max(redis_timeout, REDIS_CONNECT_TIMEOUT.get(env)),
             redis_retry=REDIS_RETRY.get(env),
             metrics_dir=METRICS_DIR.get(env),
+            state_dir=STATE_DIR.get(env),
+            cors_origins=CORS_ORIGINS.get(env) or (),
+            record_impressions=RECORD_IMPRESSIONS.get(env),
+            frame_ancestors=FRAME_ANCESTORS.get(env),
+            secret=SECRET.get(env),
             keep_events=KEEP_EVENTS.get(env),
             postback_token=POSTBACK_TOKEN.get(env),
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from redis.cluster import RedisCluster
 
-from .clock import quarter_of
+from .clock import hour_of, quarter_of
 from .keys import Keys
 
 log = logging.getLogger("banner_server")
@@ -74,11 +74,6 @@ redis.call('HSET', KEYS[2], ARGV[4], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return {'created', ARGV[1]}
 """
-
-
-def hour_of(moment: dt.datetime) -> str:
-    """The local hour of an aware datetime: ``2026-11-28T23``."""
-    return moment.strftime("%Y-%m-%dT%H")
 
 
 def _text(value) -> str:
@@ -200,9 +195,13 @@ class EventStore:
         return ConversionResult(_text(outcome), _text(recorded) if recorded else None)
 
     # -- reading an hour back (banners export) ---------------------------------------
-    def _hour_keys(self, keys: Keys, hour: str, group: int) -> tuple[list[str], str, str]:
-        return ([keys.impressions(hour, q, group) for q in (1, 2, 3, 4)],
-                keys.clicks_by_hour(hour, group), keys.conversions_by_hour(hour, group))
+    @staticmethod
+    def _hour_keys(keys: Keys, hour: str, group: int) -> tuple[list[tuple[int, str]], str, str]:
+        """Group `group`'s keys of the hour: (quarter, counter hash) of every shard, and
+        the click and conversion indexes."""
+        mine = keys.group_prefixes[group]
+        imps = [(q, key) for q in (1, 2, 3, 4) for key in keys.all_impressions(hour, q) if key.startswith(mine)]
+        return imps, keys.clicks_by_hour(hour, group), keys.conversions_by_hour(hour, group)
 
     def read_hour(self, hour: str) -> HourEvents:
         """Every impression, click and conversion recorded in local hour `hour`, per
@@ -213,12 +212,12 @@ class EventStore:
         for group in range(keys.groups):
             imp_keys, clicks_key, convs_key = self._hour_keys(keys, hour, group)
             pipe = self.r.pipeline(transaction=False)
-            for key in imp_keys:
+            for _, key in imp_keys:
                 pipe.hgetall(key)
             pipe.hgetall(clicks_key)
             pipe.hgetall(convs_key)
             *imps, clicks, convs = pipe.execute()
-            for quarter, counts in zip((1, 2, 3, 4), imps):
+            for (quarter, _), counts in zip(imp_keys, imps):
                 for fld, count in counts.items():
                     try:
                         campaign, banner = map(int, _text(fld).split(":"))
@@ -261,4 +260,4 @@ class EventStore:
         keys = self.layout()
         for group in range(keys.groups):
             imp_keys, clicks_key, convs_key = self._hour_keys(keys, hour, group)
-            self.r.delete(*imp_keys, clicks_key, convs_key)  # one group: one slot
+            self.r.delete(*(key for _, key in imp_keys), clicks_key, convs_key)  # one group: one slot

@@ -32,10 +32,10 @@ class FastReplyError(FastRedisError):
 _DEAD = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
-def _pack(*parts) -> bytes:
-    """One command in RESP; str and int parts are sent as their UTF-8/decimal text.
-    (Exact class checks and `b"%d"`: a third faster than isinstance and str().)"""
-    out = [b"*%d\r\n" % len(parts)]
+def _bulk(parts) -> list[bytes]:
+    """RESP bulk strings of `parts`: str and int as their UTF-8/decimal text.  (Exact
+    class checks and `b"%d"`: a third faster than isinstance and str().)"""
+    out = []
     append = out.append
     for p in parts:
         kind = p.__class__
@@ -44,7 +44,12 @@ def _pack(*parts) -> bytes:
         elif kind is not bytes:
             p = b"%d" % p
         append(b"$%d\r\n%s\r\n" % (len(p), p))
-    return b"".join(out)
+    return out
+
+
+def _pack(*parts) -> bytes:
+    """One command in RESP."""
+    return b"*%d\r\n" % len(parts) + b"".join(_bulk(parts))
 
 
 class FastRedis:
@@ -194,10 +199,17 @@ class FastScript:
         self.conn = conn
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
+        self._heads: dict[tuple[int, int], bytes] = {}
 
     def __call__(self, keys: list, args: list):
+        n = len(keys)
+        head = self._heads.get((n, len(args)))
+        if head is None:
+            # "*<parts>" + EVALSHA + sha + numkeys never change for a call shape: packed once.
+            head = self._heads[n, len(args)] = b"*%d\r\n%s" % (
+                3 + n + len(args), b"".join(_bulk((b"EVALSHA", self.sha, n))))
         try:
-            return self.conn._roundtrip(_pack(b"EVALSHA", self.sha, len(keys), *keys, *args))
+            return self.conn._roundtrip(b"".join([head, *_bulk(keys), *_bulk(args)]))
         except FastReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise

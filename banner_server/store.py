@@ -28,10 +28,12 @@ PICK_LUA = """
 -- KEYS[1] = the group's `current` version key
 -- KEYS[2] = the group's copy of the selection set of (ARGV[1], quarter, campaign)
 -- KEYS[3] = the visitor's last-banner key
+-- KEYS[4] = optional: the group's impressions counter of this hour and quarter
 -- ARGV[1] = the version KEYS[2] belongs to
 -- ARGV[2] = visitor TTL in seconds
--- ARGV[3] = optional: the last banner when KEYS[3] has none (the one a new cookie
+-- ARGV[3] = the last banner when KEYS[3] has none ('' for none: the one a new cookie
 --           carries from the client's cookie-less request)
+-- ARGV[4] = the campaign, ARGV[5] = seconds an impressions counter is kept
 local ver = redis.call('GET', KEYS[1])
 if not ver then return {} end
 if ver ~= ARGV[1] then return {ver} end
@@ -50,6 +52,11 @@ if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
   end
 end
 redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
+-- one counter per campaign and banner (memory follows them, not the traffic); its
+-- time to live is set when a field is created
+if KEYS[4] and redis.call('HINCRBY', KEYS[4], ARGV[4] .. ':' .. pick, 1) == 1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
 return {ver, pick}
 """
 
@@ -58,15 +65,20 @@ return {ver, pick}
 # no-repeat promise holds across workers and hosts as long as Redis answers.
 RECORD_LUA = """
 -- KEYS[1] = the visitor's last-banner key (read, then written)
+-- KEYS[2] = optional: the group's impressions counter of this hour and quarter
 -- ARGV[1] = visitor TTL in seconds
 -- ARGV[2] = the last banner when KEYS[1] has none ('' for none)
--- ARGV[3..] = the candidate banners, in a random order drawn by the worker
+-- ARGV[3] = the campaign, ARGV[4] = seconds an impressions counter is kept
+-- ARGV[5..] = the candidate banners, in a random order drawn by the worker
 local last = redis.call('GET', KEYS[1]) or ARGV[2]
-local pick = ARGV[3]
-for i = 3, #ARGV do
+local pick = ARGV[5]
+for i = 5, #ARGV do
   if ARGV[i] ~= last then pick = ARGV[i] break end
 end
 redis.call('SET', KEYS[1], pick, 'EX', ARGV[1])
+if KEYS[2] and redis.call('HINCRBY', KEYS[2], ARGV[3] .. ':' .. pick, 1) == 1 then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 return pick
 """
 
@@ -147,8 +159,9 @@ class SelectionStore:
 
     def __init__(self, client: redis.Redis, keys: Keys, visitor_ttl: int = 86400,
                  retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None,
-                 fast: FastRedis | None = None):
+                 fast: FastRedis | None = None, keep_events: int = 48 * 3600):
         self.r = client
+        self.keep_events = str(keep_events + 3600)  # an hour's counters outlive its last minute by keep_events
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
@@ -160,6 +173,7 @@ class SelectionStore:
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
         self.records: list[dict] = []
+        self.campaign_info: dict[int, tuple[str | None, str | None]] = {}  # id -> (name, landing URL)
         self.quarters: tuple[int, ...] = ()
         # After a failure, answer from the snapshot for retry_after seconds instead of
         # paying a timeout on every request; then let one request probe Redis again.
@@ -228,25 +242,31 @@ class SelectionStore:
                 self._failed(exc)
                 self._set_state("redis_unreachable")
 
+    def campaign_name(self, campaign: int) -> str | None:
+        """The campaign's name from the published campaigns.csv, None when it has none."""
+        info = self.campaign_info.get(campaign)
+        return info[0] if info else None
+
     def campaigns(self, quarter: int) -> list[int]:
         self.ensure_snapshot()
         return sorted((self.selections or {}).get(quarter, {}))
 
     # -- the hot path ----------------------------------------------------------
-    def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None) -> Pick:
+    def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None,
+             hour: str | None = None) -> Pick:
         """One banner for `visitor`; `carried` is the last banner its cookie carries,
-        which counts when Redis remembers none for it (its first request with it)."""
+        which counts when Redis remembers none for it (its first request with it).
+        With `hour` (the server's local hour, `2026-11-28T23`) the answer is counted as
+        an impression of that hour and quarter."""
         if self._redis_backoff.ready():
             keys = self.keys
             group = keys.group_of(visitor)
             visitor_key = keys.visitor(visitor, group)
-            args = [self.version or "", self.ttl]
-            if carried:
-                args.append(carried)
+            args = [self.version or "", self.ttl, carried or "", campaign, self.keep_events]
+            tail = [visitor_key, keys.impressions(hour, quarter, group, campaign)] if hour else [visitor_key]
             try:
                 reply = self._pick(keys=[keys.group_currents[group],
-                                         keys.selection_set(args[0], quarter, campaign, group), visitor_key],
-                                   args=args)
+                                         keys.selection_set(args[0], quarter, campaign, group), *tail], args=args)
                 if len(reply) == 1:
                     # Another version is current in this group (a load, a rollback): ask
                     # again with its keys, and take its snapshot.
@@ -255,7 +275,7 @@ class SelectionStore:
                         self._follow(version)
                     args[0] = version
                     reply = self._pick(keys=[keys.group_currents[group],
-                                             keys.selection_set(version, quarter, campaign, group), visitor_key],
+                                             keys.selection_set(version, quarter, campaign, group), *tail],
                                        args=args)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -270,8 +290,8 @@ class SelectionStore:
                 if self._follow_backoff.ready():
                     self._follow(None)
                 if self.keys is not before:  # another layout: this visitor's group moved
-                    return self.pick(quarter, campaign, visitor, carried)
-                return self._pick_recorded(quarter, campaign, visitor, carried)
+                    return self.pick(quarter, campaign, visitor, carried, hour)
+                return self._pick_recorded(quarter, campaign, visitor, carried, hour)
             if self.state is not None:
                 self._set_state(None)
             version, banner = reply
@@ -305,7 +325,8 @@ class SelectionStore:
             raise NotFound
         return banners
 
-    def _pick_recorded(self, quarter: int, campaign: int, visitor: str, carried: str | None) -> Pick:
+    def _pick_recorded(self, quarter: int, campaign: int, visitor: str, carried: str | None,
+                       hour: str | None = None) -> Pick:
         """Redis answers but publishes nothing: draw from the snapshot, remember the
         visitor in Redis all the same."""
         self._set_state("redis_empty")
@@ -313,7 +334,11 @@ class SelectionStore:
         order = list(banners)
         self.rng.shuffle(order)
         try:
-            banner_id = int(self._record(keys=[self.keys.visitor(visitor)], args=[self.ttl, carried or "", *order]))
+            keys = self.keys
+            group = keys.group_of(visitor)
+            counter = [keys.impressions(hour, quarter, group, campaign)] if hour else []
+            banner_id = int(self._record(keys=[keys.visitor(visitor, group), *counter],
+                                         args=[self.ttl, carried or "", campaign, self.keep_events, *order]))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return self._pick_from_snapshot(quarter, campaign, visitor, carried, failure_reason(exc))
@@ -343,7 +368,7 @@ class SelectionStore:
         campaign = next(iter(self.selections[quarter]))
         keys = self.keys
         self._pick(keys=[keys.group_currents[0], keys.selection_set(self.version, quarter, campaign, 0),
-                         keys.visitor("readyz", 0)], args=[self.version, "60"])
+                         keys.visitor("readyz", 0)], args=[self.version, "60", "", campaign, "60"])
 
     def readiness(self) -> tuple[bool, dict]:
         try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 from .app import create_app
-from .clock import quarter_source, system_clock
+from .clock import hour_source, quarter_source, system_clock
 from .config import Settings
 from .images import ImageDir
 from .keys import Keys
 from .metrics import Metrics
 from .store import SelectionStore
+from .tokens import ClickSigner, load_secret
 from .topology import connect_client, connect_fast
 
 
@@ -26,13 +27,18 @@ def build(settings: Settings | None = None):
         fast=connect_fast(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
     )
     store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
+    clock = system_clock(settings.tz)
     return create_app(
         store,
-        quarter_source(system_clock(settings.tz), settings.quarter, tick=time.monotonic),
+        quarter_source(clock, settings.quarter, tick=time.monotonic),
         images=ImageDir(settings.images_dir),
         metrics=Metrics(settings.metrics_dir),
         cookie_secure=settings.cookie_secure,
         trusted_proxies=settings.trusted_proxies,
+        hour=hour_source(clock, tick=time.monotonic) if settings.record_impressions else None,
+        signer=ClickSigner(load_secret(settings.secret, settings.state_dir)),
+        cors_origins=settings.cors_origins,
+        frame_ancestors=settings.frame_ancestors,
     )
 
 

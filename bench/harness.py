@@ -64,10 +64,10 @@ class Workspace:
         if p.returncode not in (0, 3):
             raise SystemExit(f"load failed: {p.stdout}{p.stderr}")
 
-    def start_server(self, workers: int = 2, extra=(), wait: bool = True) -> int:
+    def start_server(self, workers: int = 2, extra=(), wait: bool = True, env: dict | None = None) -> int:
         """`banners serve` on a free port; its gunicorn master is self.masters[port]."""
         port = free_port()
-        env = {**os.environ, "BANNERS_STATE_DIR": str(self.dir / "state")}
+        env = {**os.environ, "BANNERS_STATE_DIR": str(self.dir / "state"), **(env or {})}
         self._spawn("server", port, [str(BIN / "banners"), "serve", "--bind", f"127.0.0.1:{port}", "--workers",
                                      str(workers), "--redis-url", self.redis_url, *extra], env)
         if wait:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,12 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 _BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()}
 _SUFFIX = re.compile(r"_([1-4])\.csv$", re.IGNORECASE)
+_BLANK = re.compile(rb"\s*")
 BOM = b"\xef\xbb\xbf"
+# No header or row comes near this (a few names or numbers); a longer line is
+# rejected as a whole, never handed to polars, whose strings cost several times a
+# line of megabytes.
+MAX_LINE = 64 << 10
 
 
 @dataclass
@@ -39,11 +46,25 @@ class SourceFile:
 
 
 def find_csv_files(data_dir: Path) -> list[SourceFile]:
-    """Every `*.csv` below data_dir, in sorted order of the relative POSIX path."""
+    """Every `*.csv` below data_dir, in sorted order of the relative POSIX path.
+
+    A folder that cannot be listed (no permission, gone half-way) is not skipped:
+    it comes back as an entry rejected `invalid`, its rel ending in "/", since a
+    quarter's files may be in it.  Symlinked folders are not followed (as before).
+    """
     found = []
-    for path in data_dir.rglob("*"):
-        if path.suffix.lower() == ".csv" and path.is_file():
-            found.append(SourceFile(rel=path.relative_to(data_dir).as_posix(), path=path))
+
+    def unreadable(exc: OSError) -> None:
+        rel = Path(exc.filename).relative_to(data_dir).as_posix()
+        folder = "./" if rel == "." else rel + "/"
+        found.append(SourceFile(rel=folder, path=Path(exc.filename), quarter=quarter_of(folder),
+                                rejected="invalid", detail=f"cannot read folder: {exc.strerror}"))
+
+    for root, _, names in os.walk(data_dir, onerror=unreadable):
+        for name in names:
+            if name.lower().endswith(".csv"):
+                path = Path(root, name)
+                found.append(SourceFile(rel=path.relative_to(data_dir).as_posix(), path=path))
     return sorted(found, key=lambda f: f.rel)
 
 
@@ -74,8 +95,13 @@ def kind_of(header: tuple[str, ...]) -> str | None:
 
 def read_and_hash(src: SourceFile) -> tuple[bytes, str]:
     """The file's bytes and their sha256 (hashlib releases the GIL: this can run in a
-    thread while polars parses the previous file)."""
-    data = src.path.read_bytes()
+    thread while polars parses the previous file).  OSError when it cannot be read."""
+    # A FIFO or a device named *.csv would block or never end: only regular files
+    # (O_NONBLOCK: opening a FIFO must not wait for a writer; no effect on files).
+    with open(os.open(src.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = fh.read()
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -95,19 +121,20 @@ def classify(src: SourceFile, data: bytes, sha256: str, seen: dict[str, SourceFi
         src.detail = f"same bytes as {first_copy.rel}"
         return None
     seen[src.sha256] = src
-    if data.startswith(BOM):
-        data = data[len(BOM):]
+    begin = len(BOM) if data.startswith(BOM) else 0  # an offset: no copy of the file
     if b"\x00" in data:
         return _reject(src, "not text: contains NUL bytes")
-    end = data.find(b"\n")
+    end = data.find(b"\n", begin, begin + MAX_LINE + 2)  # + 2: the newline, and a CR before it
+    if end < 0 and len(data) - begin > MAX_LINE:
+        return _reject(src, f"no header: the first line is longer than {MAX_LINE} bytes")
     try:
-        # The body's encoding is checked by the parser (numbers are ASCII) or, on the
-        # exact path, by decoding it: a clean file is not decoded twice.
-        first = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+        # The body's encoding is checked by the parsers (numbers are ASCII; the exact
+        # path reads text): a clean file is not decoded twice.
+        first = data[begin:end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
     except UnicodeDecodeError as exc:
-        return _reject(src, f"not UTF-8 text (byte {exc.start})")
+        return _reject(src, f"not UTF-8 text (byte {begin + exc.start})")
     if not first.strip():
-        return _reject(src, "empty file" if not data.strip() else "no header")
+        return _reject(src, "empty file" if _BLANK.fullmatch(data, begin) else "no header")
     header = parse_header(first)
     if header is None:
         return _reject(src, "unreadable header line (a lone carriage return? lines must end in LF or CRLF)")

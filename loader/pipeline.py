@@ -9,120 +9,135 @@ from typing import Callable
 
 import polars as pl
 
+from . import rejects
 from .dedupe import accept_rows
 from .files import KINDS, SourceFile, classify, find_csv_files, read_and_hash
 from .rules import select_banners
-from .validate import REJECT_SCHEMA, parse_rows, typed_schema
+from .validate import parse_rows, typed_schema
 
-REASONS = ("duplicate_row", "conflict", "orphan", "invalid")
+REASONS = rejects.REASONS  # the summary's columns (cli.py reads them here)
 
 
 @dataclass
 class LoadResult:
     files: list[SourceFile]
     selections: pl.DataFrame
-    rejects: pl.DataFrame  # file, line, kind, reason, detail, duplicate_of
+    # The reject log: file, line, kind, reason, detail, duplicate_of; at most
+    # rejects.LOGGED lines per file and reason, then one "not logged" summary line.
+    rejects: pl.DataFrame
     summary: pl.DataFrame  # quarter, kind, files, rows, accepted, one column per reason
     accepted_rows: int
 
     @property
     def invalid(self) -> int:
-        """Rejections that are bad input (SPEC exit code 3), not mere duplicates."""
-        return self.rejects.filter(pl.col("reason") == "invalid").height
+        """Rejections that are bad input (SPEC exit code 3), not mere duplicates: whole
+        files and rows, every one counted (the log holds only the first ones)."""
+        return sum((f.rejected == "invalid") + f.rejected_rows.get("invalid", 0) for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        """Every rejection, whole files and rows, logged or not."""
+        return sum((f.rejected is not None) + sum(f.rejected_rows.values()) for f in self.files)
 
     @property
     def quarters(self) -> list[int]:
         return sorted(set(self.selections["quarter"].to_list()))
 
 
+def _read(src: SourceFile) -> tuple[bytes, str] | None:
+    return None if src.rejected else read_and_hash(src)
+
+
 def read_folder(
     data_dir: Path, progress: Callable[[int], None] | None = None
-) -> tuple[list[SourceFile], dict[str, pl.DataFrame], pl.DataFrame]:
-    """Reads and validates every file; returns (files, valid rows by kind, invalid rows)."""
+) -> tuple[list[SourceFile], dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame]:
+    """Reads and validates every file; returns (files, valid rows by kind, the logged
+    invalid rows, the invalid row counts)."""
     files = find_csv_files(data_dir)
     seen: dict[str, SourceFile] = {}
     parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
     invalid: list[pl.DataFrame] = []
+    counts: dict[str, list] = {"file_idx": [], "reason": [], "n": []}
     # One file read ahead: its read and hash overlap the parse of the current one,
     # and at most two files' bytes are held at a time, however many files there are.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(read_and_hash, files[0]) if files else None
+        ahead = pool.submit(_read, files[0]) if files else None
         for idx, src in enumerate(files):
-            current, ahead = ahead, (pool.submit(read_and_hash, files[idx + 1]) if idx + 1 < len(files) else None)
+            current, ahead = ahead, (pool.submit(_read, files[idx + 1]) if idx + 1 < len(files) else None)
             try:
-                data, sha256 = current.result()
+                read = current.result()
             except OSError as exc:
                 src.rejected, src.detail = "invalid", f"cannot read: {exc.strerror}"
                 continue
+            finally:
+                current = None  # the future holds the bytes: let them go with `data`
+            if read is None:
+                continue  # rejected when found (a folder that cannot be read)
+            data, sha256 = read
+            del read
             body = classify(src, data, sha256, seen)
             del data
             if body is not None:
-                valid, bad = parse_rows(src, body, idx)
+                parsed = parse_rows(src, body, idx)
+                del body
                 if src.kind == "impressions":
-                    # The rules only ask which banners a campaign has: one row per
-                    # distinct banner keeps memory to the banners, not the impressions.
-                    valid = valid.lazy().unique().collect()  # (eager unique: 3x slower here)
-                parts[src.kind].append(valid)
-                invalid.append(bad)
+                    # Distinct per slice already; once more over the file's slices.
+                    parsed.valid = parsed.valid.lazy().unique().collect()  # (eager unique: 3x slower here)
+                parts[src.kind].append(parsed.valid)
+                invalid.append(parsed.invalid)
+                if parsed.n_invalid:
+                    counts["file_idx"].append(idx)
+                    counts["reason"].append("invalid")
+                    counts["n"].append(parsed.n_invalid)
             if progress:
                 progress(src.size)
     frames = {
         kind: pl.concat(dfs, rechunk=False) if dfs else pl.DataFrame(schema=typed_schema(kind))
         for kind, dfs in parts.items()
     }
-    bad_rows = pl.concat(invalid) if invalid else pl.DataFrame(schema=REJECT_SCHEMA)
-    return files, frames, bad_rows
+    logged = pl.concat(invalid) if invalid else rejects.empty()
+    return files, frames, logged, pl.DataFrame(counts, schema=rejects.COUNT_SCHEMA)
 
 
-def _file_table(files: list[SourceFile]) -> pl.DataFrame:
+def _names(files: list[SourceFile]) -> pl.DataFrame:
     return pl.DataFrame(
-        {
-            "file_idx": range(len(files)),
-            "file": [f.rel for f in files],
-            "quarter": [f.quarter for f in files],
-            "kind": [f.kind for f in files],
-            "rows": [f.rows for f in files],
-            "usable": [f.rejected is None for f in files],
-        },
-        schema={
-            "file_idx": pl.UInt32,
-            "file": pl.String,
-            "quarter": pl.Int64,
-            "kind": pl.String,
-            "rows": pl.Int64,
-            "usable": pl.Boolean,
-        },
+        {"file_idx": range(len(files)), "file": [f.rel for f in files], "kind": [f.kind for f in files]},
+        schema={"file_idx": pl.UInt32, "file": pl.String, "kind": pl.String},
     )
 
 
 def compute(
     data_dir: Path, seed: int, progress: Callable[[int], None] | None = None
 ) -> LoadResult:
-    files, frames, invalid = read_folder(data_dir, progress)
-    clicks, conversions, dup_rejects = accept_rows(frames["clicks"], frames["conversions"])
+    files, frames, invalid_logged, invalid_counts = read_folder(data_dir, progress)
+    clicks, conversions, dup_logged, dup_counts = accept_rows(frames["clicks"], frames["conversions"])
     selections = select_banners(frames["impressions"], clicks, conversions, seed)
 
-    table = _file_table(files)
-    row_rejects = pl.concat([invalid, dup_rejects], how="vertical_relaxed")
-    per_file = row_rejects.group_by("file_idx", "reason").len()
+    counts = pl.concat([invalid_counts, dup_counts])
     for f in files:
         f.rejected_rows = {}
-    for file_idx, reason, n in per_file.iter_rows():
+    for file_idx, reason, n in counts.iter_rows():
         files[file_idx].rejected_rows[reason] = n
     for f in files:
         f.accepted = f.rows - sum(f.rejected_rows.values())
     accepted_rows = sum(f.accepted for f in files if f.rejected is None)
+    return LoadResult(files, selections, reject_log(files, pl.concat([invalid_logged, dup_logged]), counts),
+                      summarize(files), accepted_rows)
 
-    names = table.select("file_idx", "file", "kind")
+
+def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFrame) -> pl.DataFrame:
+    """The reject log's lines: each file's whole-file rejection, its logged rows in
+    line order, then per reason with more than rejects.LOGGED rows one line saying
+    how many were not logged (line null, detail "not logged: ...")."""
+    names = _names(files)
     dups = names.select(pl.col("file_idx").alias("dup_file_idx"), pl.col("file").alias("dup_file"))
-    rejects_rows = (
-        row_rejects.join(names, on="file_idx", how="left")
-        .join(dups, on="dup_file_idx", how="left")
+    rows = (
+        logged.lazy()
+        .join(dups.lazy(), on="dup_file_idx", how="left")
         .select(
             "file_idx",
-            "file",
+            pl.lit(1).alias("_part"),
             pl.col("line").cast(pl.Int64),
-            "kind",
             "reason",
             "detail",
             pl.when(pl.col("dup_file").is_not_null())
@@ -130,24 +145,40 @@ def compute(
             .alias("duplicate_of"),
         )
     )
-    whole = pl.DataFrame(
+    not_logged = (
+        counts.lazy()
+        .filter(pl.col("n") > rejects.LOGGED)
+        .select(
+            "file_idx",
+            pl.lit(2).alias("_part"),
+            pl.lit(None, dtype=pl.Int64).alias("line"),
+            "reason",
+            pl.format(
+                "not logged: {} more {} rows of this file ({} in all, the first {} logged)",
+                pl.col("n") - rejects.LOGGED, "reason", "n", pl.lit(rejects.LOGGED),
+            ).alias("detail"),
+            pl.lit(None, dtype=pl.String).alias("duplicate_of"),
+        )
+    )
+    whole = pl.LazyFrame(
         {
             "file_idx": [i for i, f in enumerate(files) if f.rejected],
-            "file": [f.rel for f in files if f.rejected],
+            "_part": [0 for f in files if f.rejected],
             "line": [None for f in files if f.rejected],
-            "kind": [f.kind for f in files if f.rejected],
             "reason": [f.rejected for f in files if f.rejected],
             "detail": [f.detail for f in files if f.rejected],
             "duplicate_of": [f.duplicate_of for f in files if f.rejected],
         },
-        schema=rejects_rows.schema,
+        schema={"file_idx": pl.UInt32, "_part": pl.Int32, "line": pl.Int64, "reason": pl.String,
+                "detail": pl.String, "duplicate_of": pl.String},
     )
-    rejects = (
-        pl.concat([whole, rejects_rows])
-        .sort("file_idx", "line", nulls_last=False)
-        .drop("file_idx")
+    return (
+        pl.concat([whole, rows, not_logged], how="vertical_relaxed")
+        .join(names.lazy(), on="file_idx", how="left")
+        .sort("file_idx", "_part", "line", "reason")
+        .select("file", "line", "kind", "reason", "detail", "duplicate_of")
+        .collect()
     )
-    return LoadResult(files, selections, rejects, summarize(files), accepted_rows)
 
 
 def summarize(files: list[SourceFile]) -> pl.DataFrame:

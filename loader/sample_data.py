@@ -17,7 +17,7 @@ import polars as pl
 
 CAMPAIGNS = range(1, 51)
 BANNERS = range(100, 501)
-IMPRESSIONS, CLICKS, CONVERSIONS = 150_000, 45_000, 4_500
+IMPRESSIONS, CLICKS, CONVERSIONS = 150_000, (30_000, 60_000), (3_000, 6_000)  # per quarter, times scale
 
 # (scenario, number of banners with conversions, banners with clicks only) by slot;
 # the slot of a campaign turns with the quarter so each quarter differs.
@@ -52,8 +52,8 @@ def make_quarter(quarter: int, seed: int, scale: float) -> dict[str, pl.DataFram
     rng = random.Random(seed * 10 + quarter)
     plan = _plan(rng, quarter)
     n_imp = max(int(IMPRESSIONS * scale), plan.height)
-    n_clk = max(int(rng.randint(30_000, 60_000) * scale), 1)
-    n_conv = max(int(rng.randint(3_000, 6_000) * scale), 1)
+    n_clk = max(int(rng.randint(*CLICKS) * scale), 1)
+    n_conv = max(int(rng.randint(*CONVERSIONS) * scale), 1)
     s = seed * 100 + quarter
 
     # Every planned banner gets one impression; the rest are drawn at random.

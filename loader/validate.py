@@ -1,34 +1,44 @@
 """Row-level parsing and validation of one file's body, all in polars expressions.
 
-Fast path: polars' own CSV reader with the kind's numeric schema, then vectorised
-checks; a clean file (the usual case) costs little more than the bare read.  Any
-trouble (a parse error, a null, a negative id, a bad revenue, a blank line) sends
-the file down the exact path: the body read as one string column per line (a
-separator byte that does not occur in it, no quoting), so every line keeps its
-number and a malformed line is rejected on its own with its reason.  Both paths
-parse numbers with polars' parser, so they accept the same values.
+The body is taken in slices of about SLICE bytes cut at line ends, so what a file
+costs beyond its own bytes is its valid rows plus one slice's working set, whatever
+its lines hold (a line of ten million commas, a huge quoted field, junk).
+
+Fast path, per slice: polars' own CSV reader with the kind's numeric schema, then
+vectorised checks; a clean slice costs little more than the bare read.  Any trouble
+(a parse error, a null, a negative or out-of-range value, a blank line) sends the
+slice down the exact path: one string per line, so every line keeps its number and a
+malformed line is rejected on its own with its reason.  Both paths parse numbers
+with polars' parser, so they accept the same values.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
+from dataclasses import dataclass
+
 import polars as pl
 
-from .files import KINDS, SourceFile
+from . import rejects
+from .files import KINDS, MAX_LINE, SourceFile
 
 REVENUE = "revenue"
-# Bytes that never occur in a well-formed CSV: one of them serves as the separator.
-_SEPARATORS = [chr(c) for c in (0x1F, 0x1E, 0x1D, 0x1C, 0x01, 0x02, 0x03, 0x04, 0x05)]
+# The largest revenue one conversion may carry.  Every sum of accepted revenues then
+# stays finite (2^63 rows of it are 9.2e33), which SPEC §5 asks of every output;
+# a revenue that large is a unit or export error, not a sale.
+MAX_REVENUE = 1e15
+ID_RANGE = "0 to 2^63-1"
+SLICE = 8 << 20
+# The exact path holds a few hundred bytes per line in flight: it takes a piece in
+# parts of about this many lines, so a file of one-letter lines costs a few MB, not
+# hundreds.
+EXACT_LINES = 16 << 10
 _STRIP = ' \t"'
+# Bytes that cannot occur in a well-formed CSV line: one absent from a piece serves as
+# the separator when reading it one line per row.
+_SEPARATORS = [chr(c) for c in (0x1F, 0x1E, 0x1D, 0x1C, *range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x1C), 0x7F)]
 _SHOW = 40  # characters of an offending value quoted in a reject's detail
-
-REJECT_SCHEMA = {
-    "file_idx": pl.UInt32,
-    "line": pl.UInt32,
-    "reason": pl.String,
-    "detail": pl.String,
-    "dup_file_idx": pl.UInt32,
-    "dup_line": pl.UInt32,
-}
 
 
 def dtype(column: str) -> pl.DataType:
@@ -41,127 +51,286 @@ def typed_schema(kind: str) -> dict[str, pl.DataType]:
     return {"quarter": pl.Int64, **cols, **where}
 
 
-def empty_rejects() -> pl.DataFrame:
-    return pl.DataFrame(schema=REJECT_SCHEMA)
+class NotText(Exception):
+    """A piece holds bytes that are not UTF-8 text."""
+
+
+@dataclass
+class Parsed:
+    valid: pl.DataFrame  # typed_schema(kind)
+    invalid: pl.DataFrame  # rejects.SCHEMA, the first rejects.LOGGED invalid lines
+    n_invalid: int  # all of them
+
+
+def _simple_line(n: int) -> re.Pattern:
+    """n fields, each bare (no quote, no comma) or wholly quoted (no inner quote)."""
+    field = rb'(?:"[^"\n]*"|[^",\n]*)'
+    return re.compile(field + (rb"," + field) * (n - 1))
+
+
+_SIMPLE = {n: _simple_line(n) for n in {len(cols) for cols in KINDS.values()}}
+
+
+def _slices(body: bytes, size: int):
+    """(start, end) of consecutive pieces of body, each about `size` bytes, cut after a
+    line end; a piece is longer only when one line is."""
+    start = 0
+    while start < len(body):
+        cut = body.find(b"\n", start + size)
+        end = len(body) if cut < 0 else cut + 1
+        yield start, end
+        start = end
+
+
+def _long_lines(piece: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each line of the piece longer than MAX_LINE bytes (end: its
+    newline, or the piece's end).
+
+    Such a line covers a whole stretch [k * h, (k + 1) * h) of the grid of half its
+    limit h: a few hundred `find`s over the stretches of a piece find it, where one
+    per line would be a Python loop over every row.
+    """
+    half, spans, pos = MAX_LINE // 2, [], 0
+    while pos + half <= len(piece):
+        if piece.find(b"\n", pos, pos + half) >= 0:
+            pos += half
+            continue
+        start = piece.rfind(b"\n", 0, pos) + 1
+        end = piece.find(b"\n", pos + half)
+        end = len(piece) if end < 0 else end
+        if end - start > MAX_LINE:
+            spans.append((start, end))
+        pos = end  # the grid goes on from here, still every `half` bytes
+    return spans
+
+
+def _utf8_error(data: bytes) -> int | None:
+    """Offset of the first byte of data that is not UTF-8 text, or None; read a MiB at
+    a time, so a line of a hundred megabytes is not copied to find out."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for pos in range(0, len(data), 1 << 20):
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(view[pos:pos + (1 << 20)], final=pos + (1 << 20) >= len(data))
+        except UnicodeDecodeError as exc:
+            return pos - pending + exc.start
+    return None
+
+
+def _too_long(piece: bytes, spans: list[tuple[int, int]], first_line: int) -> tuple[bytes, pl.DataFrame]:
+    """The piece with the spans' lines emptied (kept as blank lines, so the others
+    keep their numbers), and the emptied lines as line + detail."""
+    lines, details, kept, line, prev = [], [], [], first_line, 0
+    for start, end in spans:
+        line += piece.count(b"\n", prev, start)
+        lines.append(line)
+        details.append(f"line too long ({end - start} bytes; at most {MAX_LINE})")
+        kept.append(piece[prev:start])
+        prev = end
+    kept.append(piece[prev:])
+    return b"".join(kept), pl.DataFrame({"line": lines, "detail": details},
+                                        schema={"line": pl.UInt32, "detail": pl.String})
+
+
+def _typed(src: SourceFile, frame: pl.DataFrame | pl.LazyFrame, file_idx: int, line: pl.Expr) -> pl.LazyFrame:
+    cols = [pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"), *[pl.col(c) for c in KINDS[src.kind]]]
+    if src.kind == "impressions":
+        # The rules only ask which banners a campaign has: one row per distinct
+        # banner keeps memory to the banners, not the impressions (and impressions
+        # carry no id, so no dedupe needs to know where they came from).
+        return frame.lazy().select(cols).unique()
+    cols += [pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"), line.cast(pl.UInt32).alias("line")]
+    return frame.lazy().select(cols)
+
+
+def _fast(src: SourceFile, piece: bytes, file_idx: int, first_line: int) -> tuple[pl.DataFrame, int] | None:
+    """(the valid rows, the number of lines) when every line of the piece is valid,
+    else None."""
+    n = len(src.header)
+    end = piece.find(b"\n")
+    # polars sizes its columns by the first record: one of ten million commas would
+    # make ten million columns.  A first line of n simple fields cannot.
+    if not _SIMPLE[n].fullmatch(piece, 0, len(piece) if end < 0 else end):
+        return None
+    # A valid line holds n digits, n - 1 commas and its newline: more rows than that
+    # allows means some are not valid, and reading blank or one-digit lines as n
+    # numbers each would cost up to 24 times the piece's size.
+    most = len(piece) // (2 * n) + 1
+    schema = {c: dtype(c) for c in src.header}
+    try:
+        df = pl.read_csv(piece, has_header=False, schema=schema, n_rows=most + 1)
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if df.height > most:
+        return None
+    # Row i is line first_line + i: polars keeps blank lines as all-null rows (caught
+    # below), and a quoted newline cannot parse as a number.
+    checks = [pl.col(c).is_null().any() for c in src.header] + [
+        (~pl.col(c).is_finite() | (pl.col(c) < 0) | (pl.col(c) > MAX_REVENUE)).any()
+        if c == REVENUE
+        else (pl.col(c) < 0).any()
+        for c in src.header
+    ]
+    if any(df.select([c.alias(f"check{i}") for i, c in enumerate(checks)]).row(0)):
+        return None
+    src.rows += df.height
+    # One chunk per piece (the reader returns one per thread and part): later
+    # operations on a frame of hundreds of chunks cost twice the time and memory.
+    typed = _typed(src, df, file_idx, pl.int_range(pl.len()) + first_line).collect().rechunk()
+    return typed, df.height
 
 
 def _quote(col: str) -> pl.Expr:
     return pl.lit("'") + pl.col(col).str.slice(0, _SHOW) + pl.lit("'")
 
 
-def _typed(src: SourceFile, frame: pl.DataFrame, file_idx: int) -> pl.DataFrame:
-    cols = [pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"), *[pl.col(c) for c in KINDS[src.kind]]]
-    if src.kind != "impressions":
-        # Impressions carry no id, so no row-level dedupe needs to know where they came from.
-        cols += [pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
-                 (pl.int_range(pl.len(), dtype=pl.UInt32) + 2).alias("line")]
-    return frame.select(cols)
+def _checks(kind: str) -> list[tuple[pl.Expr, pl.Expr]]:
+    """(condition, detail) pairs over a line of the right field count (its stripped
+    fields and their `_<field>` casts): the line is invalid when a condition holds,
+    for the first one's reason."""
+    checks = []
+    for c in KINDS[kind]:
+        v = pl.col(f"_{c}")
+        if c == REVENUE:
+            checks += [
+                (pl.col(c) == "", pl.lit("revenue is missing")),
+                (v.is_null(), pl.lit("revenue is not a number: ") + _quote(c)),
+                (v.is_nan() | v.is_infinite(), pl.lit("revenue is not finite: ") + _quote(c)),
+                (v < 0, pl.lit("revenue is negative: ") + _quote(c)),
+                (v > MAX_REVENUE, pl.lit(f"revenue is too large (max {MAX_REVENUE:g}): ") + _quote(c)),
+            ]
+        else:
+            checks += [
+                (v.is_null() & pl.col(c).str.contains(r"^\+?[0-9]+$"),
+                 pl.lit(f"{c} is out of range ({ID_RANGE}): ") + _quote(c)),
+                (v.is_null() | (v < 0), pl.lit(f"{c} is not a non-negative integer: ") + _quote(c)),
+            ]
+    return checks
 
 
-def _fast(src: SourceFile, body: bytes, file_idx: int) -> pl.DataFrame | None:
-    """The valid rows when every line of the body is valid, else None."""
-    schema = {c: dtype(c) for c in src.header}
+def _lines(piece: bytes) -> pl.DataFrame:
+    """The piece's lines, one string each (column raw; blank ones null or blank)."""
+    # The CSV reader with a separator byte that does not occur in the piece and no
+    # quoting: half the memory of splitting one big string.
+    sep = next((s for s in _SEPARATORS if s.encode() not in piece), None)
     try:
-        df = pl.read_csv(body, has_header=False, schema=schema)
-    except (pl.exceptions.PolarsError, ValueError):
-        return None
-    # Row i is line i + 2: polars keeps blank lines as all-null rows (caught below),
-    # and a quoted newline cannot parse as a number.
-    checks = [pl.col(c).is_null().any() for c in src.header] + [
-        (~pl.col(c).is_finite() | (pl.col(c) < 0)).any() if c == REVENUE else (pl.col(c) < 0).any()
-        for c in src.header
-    ]
-    if any(df.select([c.alias(f"check{i}") for i, c in enumerate(checks)]).row(0)):
-        return None
-    src.rows = df.height
-    return _typed(src, df, file_idx)
+        if sep is not None:
+            return pl.read_csv(piece, has_header=False, separator=sep, quote_char=None, schema={"raw": pl.String})
+        lines = pl.Series("raw", [piece], dtype=pl.Binary).cast(pl.String).str.split("\n").explode()
+        return lines.str.strip_suffix("\r").to_frame()
+    except pl.exceptions.PolarsError:
+        if _utf8_error(piece) is not None:
+            raise NotText() from None
+        raise
 
 
-def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(valid typed rows, invalid rows) of one classified file's body.
+def _exact(
+    src: SourceFile, piece: bytes, file_idx: int, first_line: int, details: int
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(valid typed rows, the first `details` invalid lines as line + detail, the
+    number of invalid lines) of one piece."""
+    kind, header = src.kind, src.header
+    n = len(header)
+    lines = (
+        _lines(piece)
+        .lazy()
+        .with_row_index("line", offset=first_line)
+        .filter(pl.col("raw").str.contains(r"\S"))
+        .with_columns(nf=pl.col("raw").str.count_matches(",", literal=True) + 1)
+    )
+    # Only lines of the right field count are split and cast: a line of junk costs
+    # its own bytes and two numbers, not n fields and their casts.
+    checks = _checks(kind)
+    fields = (
+        lines.filter(pl.col("nf") == n)
+        .select("line", pl.col("raw").str.split_exact(",", n - 1))
+        .unnest("raw")
+        .with_columns([pl.col(f"field_{i}").str.strip_chars(_STRIP).alias(name) for i, name in enumerate(header)])
+        .with_columns([pl.col(c).cast(dtype(c), strict=False).alias(f"_{c}") for c in KINDS[kind]])
+        .with_columns(_bad=pl.any_horizontal([cond.fill_null(False) for cond, _ in checks]))
+    )
+    detail = pl.when(checks[0][0]).then(checks[0][1])
+    for cond, text in checks[1:]:
+        detail = detail.when(cond).then(text)
+    good = fields.filter(~pl.col("_bad")).select("line", *[pl.col(f"_{c}").alias(c) for c in KINDS[kind]])
+    # Detail strings only for the lines that may be logged: a file of junk does not
+    # build one per line.
+    logged = pl.concat([
+        lines.filter(pl.col("nf") != n).head(details)
+        .select("line", pl.format("expected {} fields, got {}", pl.lit(n), pl.col("nf")).alias("detail")),
+        fields.filter("_bad").head(details).select("line", detail.alias("detail")),
+    ]).sort("line").head(details)
+    valid, logged, counted, bad_fields = pl.collect_all([
+        _typed(src, good, file_idx, pl.col("line")),
+        logged.select(pl.col("line").cast(pl.UInt32), "detail"),
+        lines.select(pl.len().alias("rows"), (pl.col("nf") != n).sum().alias("bad")),
+        fields.select(pl.col("_bad").sum()),
+    ])
+    rows, bad = counted.row(0)
+    src.rows += rows
+    return valid, logged, bad + bad_fields.item()
+
+
+def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
+    """The valid typed rows and the invalid lines of one classified file's body.
 
     May reject the whole file (src.rejected) when it turns out not to be UTF-8 text.
     """
-    kind, header = src.kind, src.header
+    kind = src.kind
     assert kind is not None and src.quarter is not None
-    blank = not body or body.isspace()  # no copy, unlike strip()
-    if not blank:
-        fast = _fast(src, body, file_idx)
-        if fast is not None:
-            return fast, empty_rejects()
+    src.rows = 0
+    valid: list[pl.DataFrame] = []
+    invalid: list[pl.DataFrame] = []
+    n_invalid = logged = 0
+    line = 2  # line 1 is the header
+    for start, end in _slices(body, SLICE):
+        piece = body if (start, end) == (0, len(body)) else body[start:end]
         try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {exc.start} after the header)"
-            return pl.DataFrame(schema=typed_schema(kind)), empty_rejects()
-    sep = next((s for s in _SEPARATORS if s.encode() not in body), None)
-    if blank or sep is None:
-        # sep is None only for bytes full of control characters: nothing to parse.
-        return pl.DataFrame(schema=typed_schema(kind)), empty_rejects()
-    raw = pl.read_csv(
-        body,
-        has_header=False,
-        separator=sep,
-        quote_char=None,
-        schema={"raw": pl.String},
+            spans = _long_lines(piece)
+            if spans:
+                if _utf8_error(piece) is not None:
+                    raise NotText()
+                piece, too_long = _too_long(piece, spans, line)
+                src.rows += too_long.height
+                n_invalid += too_long.height
+                invalid.append(too_long.head(rejects.LOGGED - logged))
+                logged += invalid[-1].height
+            fast = _fast(src, piece, file_idx, line)
+            if fast is not None:
+                valid.append(fast[0])
+                # one row per line: no count of the newlines on the clean path
+                line += fast[1] - (0 if piece.endswith(b"\n") else 1)
+                continue
+            lines = piece.count(b"\n")
+            part = max(1, len(piece) * EXACT_LINES // max(lines, 1))  # bytes, at the mean line length
+            goods = []
+            for sub_start, sub_end in _slices(piece, part):
+                sub = piece[sub_start:sub_end]
+                good, bad, n_bad = _exact(src, sub, file_idx, line, rejects.LOGGED - logged)
+                line += sub.count(b"\n")
+                goods.append(good)
+                invalid.append(bad)
+                n_invalid += n_bad
+                logged += bad.height
+            if goods:
+                valid.append(pl.concat(goods, rechunk=True))  # one chunk per piece, as on the fast path
+        except NotText:
+            at = start + _utf8_error(body if (start, end) == (0, len(body)) else body[start:end])
+            src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {at} after the header)"
+            src.rows = 0
+            return Parsed(pl.DataFrame(schema=typed_schema(kind)), rejects.empty(), 0)
+    rows = pl.concat(valid, rechunk=False) if valid else pl.DataFrame(schema=typed_schema(kind))
+    logged_rows = pl.concat(invalid) if invalid else pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    return Parsed(
+        rows,
+        logged_rows.select(
+            pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
+            pl.col("line").cast(pl.UInt32),
+            pl.lit("invalid").alias("reason"),
+            "detail",
+            pl.lit(None, dtype=pl.UInt32).alias("dup_file_idx"),
+            pl.lit(None, dtype=pl.UInt32).alias("dup_line"),
+        ),
+        n_invalid,
     )
-    n = len(header)
-    fields = [f"field_{i}" for i in range(n)]
-    lines = (
-        raw.lazy()
-        .with_row_index("line", offset=2)  # line 1 is the header
-        .filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
-        .with_columns(
-            nf=pl.col("raw").str.count_matches(",", literal=True) + 1,
-            parts=pl.col("raw").str.split_exact(",", n - 1),
-        )
-        .unnest("parts")
-        .with_columns(
-            [pl.col(f).str.strip_chars(_STRIP).alias(name) for f, name in zip(fields, header)]
-        )
-        .with_columns(
-            [
-                pl.col(c).cast(dtype(c), strict=False).alias(f"_{c}")
-                for c in KINDS[kind]
-            ]
-        )
-    )
-    problem = pl.when(pl.col("nf") != n).then(
-        pl.format("expected {} fields, got {}", pl.lit(n), pl.col("nf"))
-    )
-    for c in KINDS[kind]:
-        if c == REVENUE:
-            v = pl.col(f"_{c}")
-            problem = (
-                problem.when(pl.col(c) == "")
-                .then(pl.lit("revenue is missing"))
-                .when(v.is_null())
-                .then(pl.lit("revenue is not a number: ") + _quote(c))
-                .when(v.is_nan() | v.is_infinite())
-                .then(pl.lit("revenue is not finite: ") + _quote(c))
-                .when(v < 0)
-                .then(pl.lit("revenue is negative: ") + _quote(c))
-            )
-        else:
-            problem = problem.when(pl.col(f"_{c}").is_null() | (pl.col(f"_{c}") < 0)).then(
-                pl.lit(f"{c} is not a non-negative integer: ") + _quote(c)
-            )
-    checked = lines.with_columns(detail=problem.otherwise(None)).collect()
-    bad = checked.filter(pl.col("detail").is_not_null())
-    good = checked.filter(pl.col("detail").is_null())
-    valid = good.select(
-        pl.lit(src.quarter, dtype=pl.Int64).alias("quarter"),
-        *[pl.col(f"_{c}").alias(c) for c in KINDS[kind]],
-        pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
-        pl.col("line").cast(pl.UInt32),
-    ).select(list(typed_schema(kind)))
-    invalid = bad.select(
-        pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
-        pl.col("line").cast(pl.UInt32),
-        pl.lit("invalid").alias("reason"),
-        pl.col("detail"),
-        pl.lit(None, dtype=pl.UInt32).alias("dup_file_idx"),
-        pl.lit(None, dtype=pl.UInt32).alias("dup_line"),
-    )
-    src.rows = checked.height
-    return valid, invalid

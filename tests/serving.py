@@ -50,13 +50,18 @@ class Clock:
         self.now = self.now.replace(hour=hour, minute=minute)
 
 
-def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **store_kw):
+APP_OPTIONS = ("hour", "signer", "now", "cors_origins", "frame_ancestors", "cookie_secure", "trusted_proxies")
+
+
+def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **kw):
     """A falcon.testing client over a store on `redis_client`, or on the
-    (client, FastRedis | None) pair of the `server_redis` fixture."""
+    (client, FastRedis | None) pair of the `server_redis` fixture; keywords of
+    create_app go to it, the others to the store."""
     clock = clock or Clock()
+    app_kw = {k: kw.pop(k) for k in APP_OPTIONS if k in kw}
     if isinstance(redis_client, tuple):
-        redis_client, store_kw["fast"] = redis_client
-    store = SelectionStore(redis_client, KEYS, **store_kw)
+        redis_client, kw["fast"] = redis_client
+    store = SelectionStore(redis_client, KEYS, **kw)
     quarter = (lambda: pinned) if pinned else (lambda: quarter_of(clock()))
-    app = create_app(store, quarter, images=ImageDir(images), metrics=metrics or Metrics())
+    app = create_app(store, quarter, images=ImageDir(images), metrics=metrics or Metrics(), **app_kw)
     return falcon.testing.TestClient(app), store

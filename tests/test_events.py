@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from banner_server import cli, config
 from banner_server.app import error_serializer
-from banner_server.events import CLICK_TTL, EventStore, hour_of
+from banner_server.clock import hour_of
+from banner_server.events import CLICK_TTL, EventStore
 from banner_server.keys import Keys
 from banner_server.tokens import ClickSigner
 from banner_server.tracking import ClickResource, ConversionResource, parse_revenue, with_click_id
@@ -135,24 +136,42 @@ def test_an_hour_is_read_back_over_every_group_and_deleted(any_redis):
     any_redis.set(KEYS.groups_key, 4)
     keys = KEYS.with_groups(4)
     hour = "2026-11-28T23"
-    any_redis.hincrby(keys.impressions(hour, 1, 0), "7:100", 2)
-    any_redis.hincrby(keys.impressions(hour, 1, 3), "7:100", 3)
-    any_redis.hincrby(keys.impressions(hour, 3, 2), "8:200", 1)
-    any_redis.hincrby(keys.impressions("2026-11-28T22", 1, 0), "9:900", 1)  # another hour
+    any_redis.hincrby(keys.impressions(hour, 1, 0, 7), "7:100", 2)
+    any_redis.hincrby(keys.impressions(hour, 1, 3, 7), "7:100", 3)
+    any_redis.hincrby(keys.impressions(hour, 3, 2, 8), "8:200", 1)
+    any_redis.hincrby(keys.impressions(hour, 3, 2, 25), "25:200", 4)  # another shard
+    any_redis.hincrby(keys.impressions("2026-11-28T22", 1, 0, 9), "9:900", 1)  # another hour
     events = store_on(any_redis)
     clicks = [events.record_click(7, 100, 0, at(23, m)) for m in (1, 2, 3, 31)]
     assert {keys.id_group(c) for c in clicks} == {1, 2, 3, 0}  # spread over the groups
     events.record_conversion(clicks[0], 5, "1.5", at(23, 59))
     got = events.read_hour(hour)
-    assert got.impressions == {1: [(7, 100, 5)], 3: [(8, 200, 1)]}
+    assert {q: sorted(v) for q, v in got.impressions.items()} == {1: [(7, 100, 5)], 3: [(8, 200, 1), (25, 200, 4)]}
     assert {q: sorted(v) for q, v in got.clicks.items()} == {1: [(c, 100, 7) for c in clicks[:3]],
                                                              3: [(clicks[3], 100, 7)]}
     assert got.conversions == {1: [(5, clicks[0], "1.5")]}
-    assert got.counts() == {1: (5, 3, 1), 3: (1, 1, 0)}
+    assert got.counts() == {1: (5, 3, 1), 3: (5, 1, 0)}
     events.delete_hour(hour)
     assert events.read_hour(hour).empty
-    assert any_redis.exists(keys.impressions("2026-11-28T22", 1, 0))
+    assert any_redis.exists(keys.impressions("2026-11-28T22", 1, 0, 9))
     assert events.click(clicks[0]) is not None and any_redis.exists(keys.conversion(5))  # postbacks still work
+
+
+def test_what_the_pick_counts_is_what_the_export_reads(any_redis):
+    """The server's pick script counts impressions; read_hour finds every one of them."""
+    from banner_server.store import SelectionStore
+    from tests.serving import STANDARD, publish_rows
+
+    publish_rows(any_redis, STANDARD)
+    store = SelectionStore(any_redis, KEYS)
+    store.ensure_snapshot()
+    served: dict[tuple[int, int, int], int] = {}
+    for i in range(60):
+        quarter, campaign = (1, 7) if i % 3 else (2, 9)
+        pick = store.pick(quarter, campaign, f"c:visitor{i % 7}", hour="2026-11-28T23")
+        served[quarter, campaign, pick.banner_id] = served.get((quarter, campaign, pick.banner_id), 0) + 1
+    got = store_on(any_redis).read_hour("2026-11-28T23")
+    assert {(q, c, b): n for q, rows in got.impressions.items() for c, b, n in rows} == served
 
 
 def test_on_a_cluster_every_call_stays_in_one_slot(redis_cluster):
@@ -165,7 +184,7 @@ def test_on_a_cluster_every_call_stays_in_one_slot(redis_cluster):
     assert keys.groups == 16  # the loader's choice on a cluster, before any load
     hour = "2026-11-28T23"
     for g in range(keys.groups):
-        client.hincrby(keys.impressions(hour, 2, g), f"7:{100 + g}", 1)
+        client.hincrby(keys.impressions(hour, 2, g, g), f"{g}:{100 + g}", 1)
     clicks = [events.record_click(7, 100 + i, 0, at(23, 20)) for i in range(32)]
     for n, c in enumerate(clicks):
         assert events.record_conversion(c, 1000 + n, "1", at(23, 25)).outcome == "created"
@@ -476,7 +495,7 @@ def record_traffic(r) -> None:
     keys = events.layout()
     for q, campaign, banners in ((1, 7, range(100, 106)), (3, 8, range(200, 203)), (4, 9, (900,))):
         for b in banners:
-            r.hincrby(keys.impressions("2026-11-28T23", q, keys.group_of(f"v{b}")), f"{campaign}:{b}", 3)
+            r.hincrby(keys.impressions("2026-11-28T23", q, keys.group_of(f"v{b}"), campaign), f"{campaign}:{b}", 3)
     c101 = [events.record_click(7, 101, 0, at(23, m)) for m in (1, 2, 3)]
     c102 = [events.record_click(7, 102, 0, at(23, m)) for m in (4, 5)]
     events.record_click(7, 103, 0, at(23, 6))
@@ -549,7 +568,7 @@ def test_exporting_an_hour_twice_gives_the_same_bytes_and_a_removed_hour_overwri
     assert real_redis.hlen(KEYS.clicks_by_hour("2026-11-28T23", 0)) == 12  # --keep
     assert export(at(0, 7, day=29), str(a)).exit_code == 0
     assert not real_redis.exists(KEYS.clicks_by_hour("2026-11-28T23", 0))
-    assert not real_redis.exists(KEYS.impressions("2026-11-28T23", 1, 0))
+    assert not real_redis.exists(KEYS.impressions("2026-11-28T23", 1, 0, 7))
     stamp = {p: p.stat().st_mtime_ns for p in a.rglob("*.csv")}
     res = export(at(0, 8, day=29), str(a))
     assert res.exit_code == 0 and "nothing recorded in hour 2026-11-28T23" in res.output

@@ -81,7 +81,7 @@ def test_accept_cache_is_bounded_and_keeps_answering(client):
 def test_campaign_json_shape_and_alias(client):
     res = client.simulate_get("/campaign/7", headers=JSON)
     body = res.json
-    assert set(body) == {"campaign_id", "quarter", "banner_id", "image_url"}
+    assert set(body) == {"campaign_id", "quarter", "banner_id", "image_url", "click_url", "name"}
     assert body["campaign_id"] == 7 and body["quarter"] == 1
     assert body["banner_id"] in (101, 200, 300, 400, 500)
     assert body["image_url"] == f"/banners/{body['banner_id']}.svg"
@@ -454,3 +454,80 @@ def test_dashboard_before_any_load_says_what_to_do(server_redis):
     res = client.simulate_get("/dashboard")
     assert res.status_code == 200 and "banners load" in res.text
     assert client.simulate_get("/dashboard", headers=JSON).json["quarters"] == []
+
+
+def test_every_banner_answer_is_counted_as_an_impression(loaded):
+    """One counter per campaign and banner, per hour and quarter (in the visitor's
+    group): memory follows the banners, not the traffic."""
+    from banner_server.keys import Keys
+
+    client, store = make_client(loaded, hour=lambda: "2026-11-28T10")
+    served = Counter()
+    for i in range(30):
+        headers = {**JSON, "Cookie": f"visitor_id={i:022d}"}
+        path = ("/campaigns/7", "/campaigns/7/embed")[i % 2]
+        res = client.simulate_get(path, headers=headers)
+        assert res.status_code == 200
+        if path.endswith("embed"):
+            banner = int(res.text.split('/banners/')[1].split('.')[0])
+        else:
+            banner = res.json["banner_id"]
+        served[f"7:{banner}"] += 1
+    keys = Keys().with_groups(store.keys.groups)
+    counted = Counter()
+    for key in keys.all_impressions("2026-11-28T10", 1):
+        for field, n in loaded[0].hgetall(key).items():
+            counted[field.decode()] += int(n)
+            assert loaded[0].ttl(key) > 48 * 3600
+    assert counted == served
+
+
+def test_json_carries_a_signed_click_url_and_the_name(loaded):
+    from banner_server.tokens import ClickSigner
+
+    signer = ClickSigner(b"k" * 32)
+    client, _ = make_client(loaded, signer=signer, now=lambda: 1_800_000_000)
+    body = client.simulate_get("/campaigns/7", headers=JSON).json
+    assert body["name"] is None  # no campaigns.csv published
+    token = body["click_url"].removeprefix("/click/")
+    assert signer.verify(token, 1_800_000_000) == (7, body["banner_id"], 1_800_000_000)
+    page = client.simulate_get("/campaigns/7").text
+    assert '<a href="/click/' in page  # the page's picture links to its click URL too
+
+
+def test_embed_document_for_an_iframe(loaded):
+    client, _ = make_client(loaded, frame_ancestors="https://shop.example")
+    res = client.simulate_get("/campaigns/7/embed")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors https://shop.example" in res.headers["content-security-policy"]
+    assert 'target="_top"' in res.text and '<img src="/banners/' in res.text and 'href="/click/' in res.text
+    assert res.headers["cache-control"] == "no-store" and "visitor_id" in res.cookies
+    assert make_client(loaded)[0].simulate_get("/campaigns/7/embed").headers[
+        "content-security-policy"].endswith("frame-ancestors *")
+    assert client.simulate_get("/campaigns/999/embed").status_code == 404
+    assert client.simulate_get("/campaigns/x/embed").status_code == 400
+    # same visitor, same no-repeat rule as the page
+    cookie = {"Cookie": "visitor_id=" + "m" * 22}
+    seen = [client.simulate_get("/campaigns/7/embed", headers=cookie).text.split("/banners/")[1][:3]
+            for _ in range(30)]
+    assert all(a != b for a, b in zip(seen, seen[1:]))
+
+
+def test_embed_js_is_a_small_script(client):
+    res = client.simulate_get("/embed.js")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/javascript")
+    assert "data-campaign" in res.text and "fetch(" in res.text and len(res.content) < 3000
+
+
+def test_cors_for_named_origins_with_credentials_or_any_without(loaded):
+    named, _ = make_client(loaded, cors_origins=("https://shop.example",))
+    res = named.simulate_get("/campaigns/7", headers={**JSON, "Origin": "https://shop.example"})
+    assert res.headers["access-control-allow-origin"] == "https://shop.example"
+    assert res.headers["access-control-allow-credentials"] == "true" and "Origin" in res.headers["vary"]
+    res = named.simulate_get("/campaigns/7", headers={**JSON, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in res.headers
+    anyone, _ = make_client(loaded, cors_origins=("*",))
+    res = anyone.simulate_get("/campaigns/7", headers={**JSON, "Origin": "https://evil.example"})
+    assert res.headers["access-control-allow-origin"] == "*" and "access-control-allow-credentials" not in res.headers
+    assert "access-control-allow-origin" not in make_client(loaded)[0].simulate_get(
+        "/campaigns/7", headers={**JSON, "Origin": "https://shop.example"}).headers
