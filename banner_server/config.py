@@ -103,6 +103,15 @@ def _text(text: str) -> str:
     return text
 
 
+def _token(text: str) -> str:
+    # RFC 6750's b64token: what an `Authorization: Bearer` header can carry as it is.
+    if not re.fullmatch(r"[A-Za-z0-9._~+/-]+=*", text.strip()):
+        raise ValueError("must be letters, digits and - . _ ~ + / (a bearer token), with no spaces")
+    if len(text.strip()) < 16:
+        raise ValueError("must be at least 16 characters")
+    return text.strip()
+
+
 def _path(text: str) -> Path:
     return Path(_text(text))
 
@@ -297,6 +306,11 @@ FRAME_ANCESTORS = _var("BANNERS_FRAME_ANCESTORS", _frame_ancestors, "*",
 SECRET = _var("BANNERS_SECRET", _text, None,
                "secret that signs click URLs (16+ characters; the same on every host); unset: made once in "
                "`STATE_DIR/secret`")
+KEEP_EVENTS = _var("BANNERS_KEEP_EVENTS", _int(3600), "172800",
+                   "seconds recorded impressions, clicks and conversions are kept in Redis for `banners export` "
+                   "(at least an hour)", "--keep-events")
+POSTBACK_TOKEN = _var("BANNERS_POSTBACK_TOKEN", _token, None,
+                      "bearer token `POST /conversions` requires (16+ characters); unset: postbacks answer 503")
 METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
                    "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`")
 
@@ -329,6 +343,8 @@ class Settings:
     frame_ancestors: str = "*"
     record_impressions: bool = True
     secret: str | None = None
+    keep_events: int = _default(KEEP_EVENTS)  # seconds the hour's recorded events are kept
+    postback_token: str | None = None  # None: POST /conversions answers 503
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -353,4 +369,6 @@ class Settings:
             record_impressions=RECORD_IMPRESSIONS.get(env),
             frame_ancestors=FRAME_ANCESTORS.get(env),
             secret=SECRET.get(env),
+            keep_events=KEEP_EVENTS.get(env),
+            postback_token=POSTBACK_TOKEN.get(env),
         )

@@ -1,0 +1,342 @@
+"""GET /click/{token} and POST /conversions (SPEC §7): the click that leaves a banner for
+the campaign's landing page, and the advertiser's postback of a conversion.
+
+Built the Revive Adserver way: the click URL is signed by the server (tokens.py), so
+nobody can mint clicks for banners never shown nor use the service as an open
+redirect (the landing page only ever comes from the published campaigns data, never
+from the request); each click gets a new integer click_id, handed to the landing page
+in its query; postbacks are authenticated by a bearer token and idempotent (a
+conversion id is recorded once; the same postback again is a success, other values
+for it a conflict).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import html
+import json
+import logging
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+
+import falcon
+import redis
+from redis.exceptions import RedisClusterException
+
+from .events import EventStore
+from .tokens import BadToken, ClickSigner, ExpiredToken
+
+log = logging.getLogger("banner_server")
+
+MAX_ID = 2**63 - 1
+MAX_BODY = 4096  # a postback is three fields; anything near this is not one
+MAX_REVENUE = Decimal(10) ** 12  # per conversion; beyond it is a mistake, not a sale
+REVENUE_DECIMALS = 9  # the loader ranks revenue rounded to 9 decimals
+RETRY_AFTER = 5
+# Safe in a Location header as they are: RFC 3986's reserved characters and '%' (the
+# published URL may be percent-encoded already); anything else (non-ASCII, spaces,
+# quotes, control characters) is percent-encoded, so no header can be forged.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?").fullmatch
+_REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
+Landing = Callable[[int], "tuple[str | None, str] | None"]
+Clock = Callable[[], dt.datetime]
+
+
+def _plain_page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"</head><body><main>{body}</main></body></html>")
+
+
+_PLAIN_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                  "Content-Security-Policy": "default-src 'none'; base-uri 'none'; form-action 'none'"}
+
+
+def with_click_id(url: str, click_id: int | None) -> str:
+    """The landing URL with `click_id=<id>` in its query: its other parameters and its
+    fragment kept as they are, a click_id it already had replaced."""
+    parts = urlsplit(url)
+    if click_id is not None:
+        kept = [p for p in parts.query.split("&")
+                if p and unquote(p.split("=", 1)[0].replace("+", " ")) != "click_id"]
+        parts = parts._replace(query="&".join([*kept, f"click_id={click_id}"]))
+    if not parts.netloc.isascii():  # an internationalised host name: its ASCII (punycode) form
+        host = parts.hostname.encode("idna").decode()
+        userinfo = parts.netloc.rpartition("@")[0]
+        port = f":{parts.port}" if parts.port else ""
+        parts = parts._replace(netloc=(userinfo + "@" if userinfo else "") + host + port)
+    return quote(urlunsplit(parts), safe=_URL_SAFE)
+
+
+def landing_url(target) -> str | None:
+    """The URL of a `landing(campaign)` answer, when it is one a browser may be sent to."""
+    if not target or not target[1]:
+        return None
+    url = target[1]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (ValueError for a port that is not one)
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return url
+
+
+class ClickResource:
+    """GET /click/{token}: verify, record, redirect.
+
+    `landing(campaign) -> (name, url) | None` comes from the published campaigns data.
+    A click that cannot be recorded (Redis unreachable) still sends the visitor on,
+    without a click_id, and is logged: the visitor's way to the advertiser matters
+    more than the count, and a later retry would count a click nobody made.
+    HEAD checks the token and answers as GET would, recording nothing.
+    """
+
+    HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+    def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock,
+                 page: Callable[[str, str], str] = _plain_page, html_headers: dict | None = None):
+        self.events = events
+        self.signer = signer
+        self.landing = landing
+        self.now = now
+        self.page = page
+        self.html_headers = {**(html_headers or _PLAIN_HEADERS), **self.HEADERS}
+
+    def _verify(self, req: falcon.Request, token: str, now: dt.datetime) -> tuple[int, int, int]:
+        try:
+            return self.signer.verify(token, now.timestamp())
+        except ExpiredToken:
+            raise falcon.HTTPGone(
+                title="Click link expired",
+                description="A banner's link works for 24 hours after the banner was shown, and this one is older. "
+                            "Reload the page that showed the banner to get a fresh one.",
+                headers=self.HEADERS) from None
+        except BadToken as exc:
+            log.info("click with a bad token (%s) from %s", exc, req.remote_addr)
+            raise falcon.HTTPBadRequest(
+                title="Bad click link",
+                description="This link was not made by this service, or it was altered on the way.",
+                headers=self.HEADERS) from None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        self._answer(req, resp, token, record=True)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        self._answer(req, resp, token, record=False)
+
+    def _answer(self, req, resp, token: str, record: bool) -> None:
+        now = self.now()
+        campaign, banner, served_at = self._verify(req, token, now)
+        click_id = None
+        if record:
+            try:
+                click_id = self.events.record_click(campaign, banner, served_at, now)
+            except _REDIS_ERRORS as exc:
+                log.warning("click on banner %d of campaign %d not recorded (Redis: %s: %s); the visitor is sent "
+                            "on without a click_id", banner, campaign, type(exc).__name__, exc)
+        target = self.landing(campaign)
+        url = landing_url(target)
+        resp.set_headers(self.HEADERS)
+        if url is not None:
+            resp.status = falcon.HTTP_302
+            resp.set_header("Location", with_click_id(url, click_id))
+            return
+        if target and target[1]:
+            log.warning("campaign %d's landing page is not an http(s) URL: not redirected", campaign)
+        name = (target[0] if target else None) or f"Campaign {campaign}"
+        recorded = (f"Your click was recorded (click {click_id})." if click_id is not None
+                    else "Your click was not recorded." if record else "")
+        resp.content_type = falcon.MEDIA_HTML
+        resp.set_headers(self.html_headers)
+        resp.text = self.page(
+            name,
+            f"<h1>{html.escape(name)}</h1><p>This campaign has no landing page to take you to. {recorded}</p>"
+            f'<p><a href="/">All campaigns</a></p>')
+
+
+# -- postbacks ---------------------------------------------------------------------------
+
+class Malformed(ValueError):
+    """A postback this service cannot read; the message says which field and why."""
+
+
+def parse_id(value, name: str) -> int:
+    """An id from JSON (an integer, or its digits as a string) or a form field."""
+    if isinstance(value, bool):
+        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {json.dumps(value)}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        shown = value if isinstance(value, str) else json.dumps(value, default=str)
+        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {shown[:40]!r}")
+    if not 0 <= number <= MAX_ID:
+        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {number}")
+    return number
+
+
+def parse_revenue(value) -> str:
+    """The canonical text of a revenue (a JSON number, or a decimal number as text):
+    finite, at least 0, below 10^12, at most 9 decimals.  Canonical: no exponent, no
+    trailing zeros (`12.50` and `12.5` are the same revenue)."""
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, str) and _DECIMAL(value.strip()):
+        number = Decimal(value.strip())
+    else:
+        number = None
+    if number is None or not number.is_finite():
+        shown = value if isinstance(value, str) else json.dumps(value, default=str)
+        raise Malformed(f"revenue must be a decimal number like 12.50, not {shown[:40]!r}")
+    if number < 0:
+        raise Malformed(f"revenue must not be negative, not {number}")
+    if number >= MAX_REVENUE:
+        raise Malformed(f"revenue must be below {MAX_REVENUE:,}, not {number}")
+    if number != number.quantize(Decimal(1).scaleb(-REVENUE_DECIMALS), rounding="ROUND_DOWN"):
+        raise Malformed(f"revenue has more than {REVENUE_DECIMALS} decimals: {number}")
+    if number == 0:
+        return "0"
+    return format(number.normalize(), "f")
+
+
+def _no_constants(name: str):
+    raise Malformed(f"revenue must be a finite number, not {name}")
+
+
+def read_postback(content_type: str | None, body: bytes) -> tuple[int, int, str]:
+    """(click_id, conversion_id, revenue) of a postback body, JSON or form; Malformed
+    otherwise (ValueError for a type that is neither)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if not kind:  # no type said: what it looks like
+        kind = "application/json" if body.lstrip()[:1] == b"{" else "application/x-www-form-urlencoded"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed("the body is not UTF-8 text") from None
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        try:
+            fields = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+        except json.JSONDecodeError as exc:
+            raise Malformed(f"the body is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(fields, dict):
+            raise Malformed("the JSON body must be an object: "
+                            '{"click_id": 123, "conversion_id": 456, "revenue": 12.5}')
+    elif kind == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=20)
+        except ValueError:
+            raise Malformed("the form body is not name=value pairs joined by &") from None
+        for name, values in pairs.items():
+            if len(values) > 1 and name in ("click_id", "conversion_id", "revenue"):
+                raise Malformed(f"{name} is given {len(values)} times")
+        fields = {name: values[0] for name, values in pairs.items()}
+    else:
+        raise ValueError(kind)
+    missing = [n for n in ("click_id", "conversion_id", "revenue") if n not in fields]
+    if missing:
+        raise Malformed(f"missing {', '.join(missing)}: a postback names click_id, conversion_id and revenue")
+    return (parse_id(fields["click_id"], "click_id"), parse_id(fields["conversion_id"], "conversion_id"),
+            parse_revenue(fields["revenue"]))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+class ConversionResource:
+    """POST /conversions: `Authorization: Bearer <BANNERS_POSTBACK_TOKEN>`, a JSON or
+    form body with click_id, conversion_id and revenue.  Answers are JSON whatever the
+    Accept header (the caller is a program).
+
+    201 recorded; 200 the same conversion again (counted once); 409 the conversion id
+    was recorded with another click or revenue; 404 no such click (or older than 30
+    days); 400 malformed; 401 no or wrong token; 413 body over 4 KiB; 415 a body that
+    is neither JSON nor a form; 503 postbacks not configured (no token set: the sender
+    keeps the conversion and retries, where a 4xx would make it give up) or Redis
+    unreachable (with Retry-After).
+    """
+
+    def __init__(self, events: EventStore, token: str | None, now: Clock):
+        self.events = events
+        self._token = _digest(token) if token else None
+        self.now = now
+
+    @staticmethod
+    def _answer(resp: falcon.Response, status: int, body: dict, headers: dict | None = None) -> None:
+        resp.status = status
+        resp.cache_control = ["no-store"]
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps(body)
+        if headers:
+            resp.set_headers(headers)
+
+    def _error(self, resp, status: int, title: str, detail: str, headers: dict | None = None) -> None:
+        self._answer(resp, status, {"error": title, "detail": detail, "status": status}, headers)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None:
+            self._error(resp, 503, "Postbacks are not configured",
+                        "This server has no postback token: set BANNERS_POSTBACK_TOKEN to accept conversions.")
+            return
+        scheme, _, credentials = (req.get_header("Authorization") or "").strip().partition(" ")
+        # Compared as digests: constant time, whatever the length given.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(credentials.strip()), self._token):
+            given = scheme.lower() == "bearer" and credentials.strip()
+            if given:
+                log.warning("postback with a wrong token from %s", req.remote_addr)
+            self._error(resp, 401, "Unauthorized",
+                        "The postback token is wrong." if given else
+                        "Send the postback token as `Authorization: Bearer <token>`.",
+                        {"WWW-Authenticate": 'Bearer realm="conversions"' + (', error="invalid_token"' if given else "")})
+            return
+        length = req.content_length
+        if length is not None and length > MAX_BODY:
+            self._error(resp, 413, "Body too large", f"A postback body is at most {MAX_BODY} bytes.")
+            return
+        body = req.bounded_stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            self._error(resp, 413, "Body too large", f"A postback body is at most {MAX_BODY} bytes.")
+            return
+        try:
+            click_id, conversion_id, revenue = read_postback(req.content_type, body)
+        except Malformed as exc:
+            log.info("malformed postback: %s", exc)
+            self._error(resp, 400, "Malformed postback", str(exc))
+            return
+        except ValueError as exc:
+            self._error(resp, 415, "Unsupported body type",
+                        f"{exc} is not read here: send application/json or application/x-www-form-urlencoded.")
+            return
+        try:
+            result = self.events.record_conversion(click_id, conversion_id, revenue, self.now())
+        except _REDIS_ERRORS as exc:
+            log.warning("postback of conversion %d not recorded (Redis: %s: %s); answered 503", conversion_id,
+                        type(exc).__name__, exc)
+            self._error(resp, 503, "Not recorded", "Redis is unreachable: the conversion was not recorded; "
+                        "send it again later.", {"Retry-After": str(RETRY_AFTER)})
+            return
+        body = {"conversion_id": conversion_id, "click_id": click_id, "revenue": revenue}
+        if result.outcome == "created":
+            self._answer(resp, 201, {"status": "created", **body})
+        elif result.outcome == "same":
+            self._answer(resp, 200, {"status": "already_recorded", **body})
+        elif result.outcome == "conflict":
+            kept_click, kept_revenue = (result.recorded or " ").split(" ", 1)
+            self._error(resp, 409, "Conflict",
+                        f"Conversion {conversion_id} is already recorded with click {kept_click} and revenue "
+                        f"{kept_revenue}; it is kept as it was.")
+        else:
+            self._error(resp, 404, "Unknown click",
+                        f"There is no click {click_id}: it was never made here, or it is older than 30 days.")
