@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import hashlib
 import html
@@ -19,10 +20,12 @@ from falcon.util import mediatypes
 
 from . import visitors
 from .dashboard import DashboardResource
+from .events import EventStore
 from .images import ImageDir, banner_svg
 from .metrics import Metrics
 from .store import NoData, NotFound, SelectionStore
 from .tokens import ClickSigner
+from .tracking import ClickResource, ConversionResource
 
 log = logging.getLogger("banner_server")
 
@@ -118,8 +121,9 @@ def error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
     resp.append_header("Vary", "Accept")
 
 
-ROUTES_HELP = ("This service answers GET /campaigns/{id} (one banner of a campaign), /banners/{id}.svg, "
-               "/ (the campaigns of the current quarter), /dashboard, /healthz, /readyz and /metrics.")
+ROUTES_HELP = ("This service answers GET /campaigns/{id} (one banner of a campaign), /campaigns/{id}/embed, "
+               "/embed.js, /banners/{id}.svg, /click/{token}, / (the campaigns of the current quarter), "
+               "/dashboard, /healthz, /readyz, /metrics, and POST /conversions.")
 
 
 def not_found(req, resp, ex, params):
@@ -130,7 +134,9 @@ def method_not_allowed(req, resp, ex, params):
     raise falcon.HTTPMethodNotAllowed(
         ex.headers["Allow"].split(", ") if ex.headers and "Allow" in ex.headers else ["GET", "HEAD"],
         title="Method not allowed",
-        description=f"{req.method} is not answered here; this service only reads: use GET (or HEAD).")
+        description=f"{req.method} is not answered at {req.path}: " + (
+            "postbacks are POST /conversions." if req.path == "/conversions" else "use GET (or HEAD); only "
+            "POST /conversions takes a body."))
 
 
 def bad_id(kind: str) -> falcon.HTTPBadRequest:
@@ -450,7 +456,9 @@ class Instrumented:
 def create_app(store: SelectionStore, quarter: Callable[[], int], images: ImageDir | None = None,
                metrics: Metrics | None = None, cookie_secure: bool = False, trusted_proxies: tuple = (),
                hour: Callable[[], str] | None = None, signer: ClickSigner | None = None,
-               now: Callable[[], float] = time.time, cors_origins: tuple = (), frame_ancestors: str = "*"):
+               now: Callable[[], float] = time.time, cors_origins: tuple = (), frame_ancestors: str = "*",
+               events: EventStore | None = None, clock: Callable[[], dt.datetime] | None = None,
+               postback_token: str | None = None):
     """`hour` (the local hour, see clock.hour_source) makes every banner answer an
     impression; `signer` signs click URLs (a random secret when None: tokens then die
     with the process)."""
@@ -471,6 +479,15 @@ def create_app(store: SelectionStore, quarter: Callable[[], int], images: ImageD
     app.add_route("/campaigns/{campaign_id}/embed", embed)
     app.add_route("/campaign/{campaign_id}/embed", embed)
     app.add_route("/embed.js", EmbedScriptResource())
+    if events is not None:
+        clock = clock or (lambda: dt.datetime.fromtimestamp(now()).astimezone())
+
+        def landing(campaign: int):
+            store.ensure_snapshot()  # a worker that has served nothing yet still knows the landing pages
+            return store.landing(campaign)
+
+        app.add_route("/click/{token}", ClickResource(events, signer, landing, clock, page, HTML_HEADERS))
+        app.add_route("/conversions", ConversionResource(events, postback_token, clock))
     app.add_route("/banners/{image}", BannerImageResource(images))
     app.add_route("/", IndexResource(store, quarter))
     app.add_route("/healthz", HealthResource())

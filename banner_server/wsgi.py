@@ -10,6 +10,7 @@ from .config import Settings
 from .images import ImageDir
 from .keys import Keys
 from .metrics import Metrics
+from .events import EventStore
 from .store import SelectionStore
 from .tokens import ClickSigner, load_secret
 from .topology import connect_client, connect_fast
@@ -25,6 +26,7 @@ def build(settings: Settings | None = None):
         visitor_ttl=settings.visitor_ttl,
         retry_after=settings.redis_retry,
         fast=connect_fast(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
+        keep_events=settings.keep_events,
     )
     store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
     clock = system_clock(settings.tz)
@@ -39,6 +41,9 @@ def build(settings: Settings | None = None):
         signer=ClickSigner(load_secret(settings.secret, settings.state_dir)),
         cors_origins=settings.cors_origins,
         frame_ancestors=settings.frame_ancestors,
+        events=EventStore(store.r, Keys(settings.key_prefix), keep_events=settings.keep_events),
+        clock=clock,
+        postback_token=settings.postback_token,
     )
 
 
