@@ -38,9 +38,10 @@ def screenshot(url: str, out: Path, width: int = 1200, height: int = 900, timeou
     return out
 
 
-def dump_dom(url: str, width: int = 1200, height: int = 900, timeout: float = 60) -> str:
-    """The document as the browser built it (after parsing, CSP applied)."""
-    return _run(["--dump-dom", url], width, height, timeout)
+def dump_dom(url: str, width: int = 1200, height: int = 900, timeout: float = 60, extra=()) -> str:
+    """The document as the browser built it (after parsing, CSP applied); `extra` flags,
+    e.g. --virtual-time-budget=5000 to let scripts and their requests finish."""
+    return _run([*extra, "--dump-dom", url], width, height, timeout)
 
 
 def main() -> None:
