@@ -132,9 +132,15 @@ class EventStore:
         self.keys = keys
         self.keep_events = int(keep_events)
         self.click_ttl = int(click_ttl)
-        self._next_click = r.register_script(_NEXT_CLICK)
-        self._record_click = r.register_script(_RECORD_CLICK)
-        self._record_conversion = r.register_script(_RECORD_CONVERSION)
+        self._scripts = None  # registered on first use: a client of a Redis that is down at start
+        # (topology.LazyClient) connects on first use, and the server must start all the same
+
+    def _script(self, name: str):
+        if self._scripts is None:
+            self._scripts = {n: self.r.register_script(src) for n, src in
+                             (("next_click", _NEXT_CLICK), ("record_click", _RECORD_CLICK),
+                              ("record_conversion", _RECORD_CONVERSION))}
+        return self._scripts[name]
 
     # -- the layout ----------------------------------------------------------------
     def _layout(self, stored) -> Keys:
@@ -152,12 +158,12 @@ class EventStore:
     def record_click(self, campaign: int, banner: int, served_at: int, now: dt.datetime) -> int:
         """Records a click on `banner` of `campaign` (shown at unix time `served_at`)
         at `now`; returns its new click_id.  Raises redis errors."""
-        click_id, stored = self._next_click(keys=[self.keys.click_seq, self.keys.groups_key])
+        click_id, stored = self._script("next_click")(keys=[self.keys.click_seq, self.keys.groups_key])
         click_id = int(click_id)
         keys = self._layout(stored)
         group = keys.id_group(click_id)
         clicked_at = int(now.timestamp())
-        self._record_click(
+        self._script("record_click")(
             keys=[keys.click(click_id), keys.clicks_by_hour(hour_of(now), group)],
             args=[f"{campaign} {banner} {served_at} {clicked_at}", self.click_ttl, click_id,
                   f"{campaign} {banner} {quarter_of(now)}", self.keep_events])
@@ -189,7 +195,7 @@ class EventStore:
             clicked = dt.datetime.fromtimestamp(click.clicked_at, now.tzinfo)
             line = f"{click_id} {revenue} {quarter_of(clicked)}"
         group = keys.id_group(conversion_id)
-        outcome, recorded = self._record_conversion(
+        outcome, recorded = self._script("record_conversion")(
             keys=[keys.conversion(conversion_id), keys.conversions_by_hour(hour_of(now), group)],
             args=[record, line, CONVERSION_TTL, conversion_id, self.keep_events])
         return ConversionResult(_text(outcome), _text(recorded) if recorded else None)
