@@ -56,7 +56,19 @@ def main(argv=None) -> int:
     print("bar (>= 5,000 requests/minute, 0 failures):", "met" if ok else "NOT met")
     if p.returncode not in (0, 1):
         print(p.stderr[-2000:], file=sys.stderr)
+    if args.smoke:
+        # The smoke run checks the tool and that every answer validated, not the rate:
+        # a busy machine (a test suite beside it) may run 5 s of locust slowly.
+        return 0 if summary["failures"] == 0 and p.returncode in (0, 1) else 1
     return 0 if ok else 1
+
+
+def _number(text: str) -> float:
+    """locust writes N/A for a column of a run that recorded nothing."""
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
 
 
 def summarize(stats_csv) -> dict:
@@ -66,11 +78,11 @@ def summarize(stats_csv) -> dict:
     return {
         "requests": int(agg["Request Count"]),
         "failures": int(agg["Failure Count"]),
-        "requests_per_second": round(float(agg["Requests/s"]), 1),
-        "requests_per_minute": round(float(agg["Requests/s"]) * 60),
-        "p50_ms": float(agg["50%"]),
-        "p99_ms": float(agg["99%"]),
-        "max_ms": float(agg["Max Response Time"]),
+        "requests_per_second": round(_number(agg["Requests/s"]), 1),
+        "requests_per_minute": round(_number(agg["Requests/s"]) * 60),
+        "p50_ms": _number(agg["50%"]),
+        "p99_ms": _number(agg["99%"]),
+        "max_ms": _number(agg["Max Response Time"]),
     }
 
 
