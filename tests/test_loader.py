@@ -309,6 +309,7 @@ def test_reject_log_keeps_the_first_rows_per_file_and_reason_and_counts_all(tmp_
     monkeypatch.setattr(reject_log, "LOGGED", 3)
     # pieces of a few lines, so the first rows and the counts run across pieces
     monkeypatch.setattr(validate, "SLICE", 40)
+    monkeypatch.setattr(validate, "RETRY_SLICE", 20)
     monkeypatch.setattr(validate, "EXACT_LINES", 2)
     write(tmp_path, "1/a.csv", CLICKS + "".join(f"{i},100,7\n" for i in range(1, 11)))
     b = [f"{i},100,7" for i in range(1, 7)] + [f"{i},999,7" for i in range(7, 11)]
@@ -353,7 +354,9 @@ def test_reject_log_keeps_the_first_rows_per_file_and_reason_and_counts_all(tmp_
 @pytest.mark.parametrize("eol", ["\n", "\r\n"])
 @pytest.mark.parametrize("last_eol", [True, False])
 def test_line_numbers_run_on_across_pieces(tmp_path, monkeypatch, eol, last_eol):
-    monkeypatch.setattr(validate, "SLICE", 30)  # a piece every two or three lines
+    # a piece every four or five lines, retried on the fast path in parts of two
+    monkeypatch.setattr(validate, "SLICE", 60)
+    monkeypatch.setattr(validate, "RETRY_SLICE", 20)
     lines = [f"{i},100,7" for i in range(1, 21)]
     lines[11] = "bad"  # line 13
     lines[16] = "3,101,7"  # line 18: a conflict with line 4
