@@ -1,15 +1,17 @@
 """Row-level parsing and validation of one file's body, all in polars expressions.
 
-The body is taken in slices of about SLICE bytes cut at line ends, so what a file
-costs beyond its own bytes is its valid rows plus one slice's working set, whatever
-its lines hold (a line of ten million commas, a huge quoted field, junk).
+The body is taken in pieces of about SLICE bytes cut at line ends, so what a file
+costs beyond its own bytes is its valid rows plus one piece's working set, whatever
+its lines hold (a line of ten million commas, a huge quoted field, junk).  A line
+longer than MAX_LINE is rejected before polars sees it.
 
-Fast path, per slice: polars' own CSV reader with the kind's numeric schema, then
-vectorised checks; a clean slice costs little more than the bare read.  Any trouble
+Fast path, per piece: polars' own CSV reader with the kind's numeric schema, then
+vectorised checks; a clean piece costs little more than the bare read.  Any trouble
 (a parse error, a null, a negative or out-of-range value, a blank line) sends the
-slice down the exact path: one string per line, so every line keeps its number and a
-malformed line is rejected on its own with its reason.  Both paths parse numbers
-with polars' parser, so they accept the same values.
+piece, in parts of RETRY_SLICE bytes, through the fast path again, and the parts
+that still fail down the exact path: one string per line, so every line keeps its
+number and a malformed line is rejected on its own with its reason.  Both paths
+parse numbers with polars' parser, so they accept the same values.
 """
 
 from __future__ import annotations
@@ -346,7 +348,7 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
             if frames:
                 valid.append(pl.concat(frames, rechunk=len(frames) > SLICE // RETRY_SLICE))
         except NotText:
-            at = start + _utf8_error(body if (start, end) == (0, len(body)) else body[start:end])
+            at = start + (_utf8_error(body if (start, end) == (0, len(body)) else body[start:end]) or 0)
             src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {at} after the header)"
             src.rows = 0
             return Parsed(pl.DataFrame(schema=typed_schema(kind)), rejects.empty(), 0)
