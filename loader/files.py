@@ -57,9 +57,10 @@ def find_csv_files(data_dir: Path) -> list[SourceFile]:
     found = []
 
     def unreadable(exc: OSError) -> None:
-        rel = Path(exc.filename).relative_to(data_dir).as_posix()
+        path = Path(exc.filename or data_dir)
+        rel = path.relative_to(data_dir).as_posix()
         folder = "./" if rel == "." else rel + "/"
-        found.append(SourceFile(rel=folder, path=Path(exc.filename), quarter=quarter_of(folder),
+        found.append(SourceFile(rel=folder, path=path, quarter=quarter_of(folder),
                                 rejected="invalid", detail=f"cannot read folder: {exc.strerror}"))
 
     for root, _, names in os.walk(data_dir, onerror=unreadable):

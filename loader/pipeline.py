@@ -94,7 +94,7 @@ def read_folder(
                 parsed = parse_rows(src, body, idx)
                 del body
                 if src.kind == "impressions":
-                    # Distinct per slice already; once more over the file's slices.
+                    # Distinct per piece already; once more over the file's pieces.
                     parsed.valid = parsed.valid.lazy().unique().collect()  # (eager unique: 3x slower here)
                 parts[src.kind].append(parsed.valid)
                 invalid.append(parsed.invalid)

@@ -51,5 +51,6 @@ def first_logged(rows: pl.LazyFrame) -> pl.LazyFrame:
     for reason in REASONS:
         hit = (pl.col("reason") == reason).cast(pl.UInt32)
         seen = hit.cum_sum()
-        rank = pl.when(pl.col("reason") == reason).then(seen - pl.when(starts).then(seen - hit).forward_fill()).otherwise(rank)
+        before = pl.when(starts).then(seen - hit).forward_fill()  # its count where the file began
+        rank = pl.when(pl.col("reason") == reason).then(seen - before).otherwise(rank)
     return rows.filter(rank <= LOGGED)

@@ -1,15 +1,17 @@
 """Row-level parsing and validation of one file's body, all in polars expressions.
 
-The body is taken in slices of about SLICE bytes cut at line ends, so what a file
-costs beyond its own bytes is its valid rows plus one slice's working set, whatever
-its lines hold (a line of ten million commas, a huge quoted field, junk).
+The body is taken in pieces of about SLICE bytes cut at line ends, so what a file
+costs beyond its own bytes is its valid rows plus one piece's working set, whatever
+its lines hold (a line of ten million commas, a huge quoted field, junk).  A line
+longer than MAX_LINE is rejected before polars sees it.
 
-Fast path, per slice: polars' own CSV reader with the kind's numeric schema, then
-vectorised checks; a clean slice costs little more than the bare read.  Any trouble
+Fast path, per piece: polars' own CSV reader with the kind's numeric schema, then
+vectorised checks; a clean piece costs little more than the bare read.  Any trouble
 (a parse error, a null, a negative or out-of-range value, a blank line) sends the
-slice down the exact path: one string per line, so every line keeps its number and a
-malformed line is rejected on its own with its reason.  Both paths parse numbers
-with polars' parser, so they accept the same values.
+piece, in parts of RETRY_SLICE bytes, through the fast path again, and the parts
+that still fail down the exact path: one string per line, so every line keeps its
+number and a malformed line is rejected on its own with its reason.  Both paths
+parse numbers with polars' parser, so they accept the same values.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ REVENUE = "revenue"
 # a revenue that large is a unit or export error, not a sale.
 MAX_REVENUE = 1e15
 ID_RANGE = "0 to 2^63-1"
-SLICE = 8 << 20
+SLICE = 16 << 20
+RETRY_SLICE = 1 << 20  # a piece the fast path refuses gets it again in parts this size
 # The exact path holds a few hundred bytes per line in flight: it takes a piece in
 # parts of about this many lines, so a file of one-letter lines costs a few MB, not
 # hundreds.
@@ -272,6 +275,46 @@ def _exact(
     return valid, logged, bad + bad_fields.item()
 
 
+class _Invalid:
+    """The invalid lines of one file: the first rejects.LOGGED of them, and how many."""
+
+    def __init__(self):
+        self.logged: list[pl.DataFrame] = []
+        self.room, self.count = rejects.LOGGED, 0
+
+    def add(self, lines: pl.DataFrame, count: int) -> None:
+        self.logged.append(lines.head(self.room))
+        self.room -= self.logged[-1].height
+        self.count += count
+
+
+def _piece_rows(src: SourceFile, piece: bytes, file_idx: int, line: int, invalid: _Invalid) -> tuple[list, int]:
+    """The valid rows of a piece the fast path refused, and the line after it.
+
+    Parts of RETRY_SLICE bytes get the fast path again, so a few bad lines in a big
+    clean file send a MiB down the exact path, not the whole piece; the parts that
+    still fail go through the exact path EXACT_LINES lines at a time.
+    """
+    frames = []
+    retry = len(piece) > RETRY_SLICE
+    for start, end in _slices(piece, RETRY_SLICE) if retry else [(0, len(piece))]:
+        part = piece[start:end] if retry else piece
+        fast = _fast(src, part, file_idx, line) if retry else None
+        if fast is not None:
+            frames.append(fast[0])
+            line += fast[1] - (0 if part.endswith(b"\n") else 1)
+            continue
+        size = max(1, len(part) * EXACT_LINES // max(part.count(b"\n"), 1))  # bytes, at the mean line length
+        for sub_start, sub_end in _slices(part, size):
+            sub = part[sub_start:sub_end]
+            good, bad, n_bad = _exact(src, sub, file_idx, line, invalid.room)
+            line += sub.count(b"\n")
+            invalid.add(bad, n_bad)
+            if good.height:
+                frames.append(good)
+    return frames, line
+
+
 def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
     """The valid typed rows and the invalid lines of one classified file's body.
 
@@ -281,8 +324,7 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
     assert kind is not None and src.quarter is not None
     src.rows = 0
     valid: list[pl.DataFrame] = []
-    invalid: list[pl.DataFrame] = []
-    n_invalid = logged = 0
+    invalid = _Invalid()
     line = 2  # line 1 is the header
     for start, end in _slices(body, SLICE):
         piece = body if (start, end) == (0, len(body)) else body[start:end]
@@ -293,38 +335,28 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
                     raise NotText()
                 piece, too_long = _too_long(piece, spans, line)
                 src.rows += too_long.height
-                n_invalid += too_long.height
-                invalid.append(too_long.head(rejects.LOGGED - logged))
-                logged += invalid[-1].height
+                invalid.add(too_long, too_long.height)
             fast = _fast(src, piece, file_idx, line)
             if fast is not None:
                 valid.append(fast[0])
                 # one row per line: no count of the newlines on the clean path
                 line += fast[1] - (0 if piece.endswith(b"\n") else 1)
                 continue
-            lines = piece.count(b"\n")
-            part = max(1, len(piece) * EXACT_LINES // max(lines, 1))  # bytes, at the mean line length
-            goods = []
-            for sub_start, sub_end in _slices(piece, part):
-                sub = piece[sub_start:sub_end]
-                good, bad, n_bad = _exact(src, sub, file_idx, line, rejects.LOGGED - logged)
-                line += sub.count(b"\n")
-                goods.append(good)
-                invalid.append(bad)
-                n_invalid += n_bad
-                logged += bad.height
-            if goods:
-                valid.append(pl.concat(goods, rechunk=True))  # one chunk per piece, as on the fast path
+            frames, line = _piece_rows(src, piece, file_idx, line, invalid)
+            # Later steps on a frame of hundreds of chunks cost twice the memory: the
+            # many small frames of a junk piece are joined (cheap: few valid rows).
+            if frames:
+                valid.append(pl.concat(frames, rechunk=len(frames) > SLICE // RETRY_SLICE))
         except NotText:
-            at = start + _utf8_error(body if (start, end) == (0, len(body)) else body[start:end])
+            at = start + (_utf8_error(body if (start, end) == (0, len(body)) else body[start:end]) or 0)
             src.rejected, src.detail = "invalid", f"not UTF-8 text (byte {at} after the header)"
             src.rows = 0
             return Parsed(pl.DataFrame(schema=typed_schema(kind)), rejects.empty(), 0)
     rows = pl.concat(valid, rechunk=False) if valid else pl.DataFrame(schema=typed_schema(kind))
-    logged_rows = pl.concat(invalid) if invalid else pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    logged = pl.concat(invalid.logged) if invalid.logged else pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
     return Parsed(
         rows,
-        logged_rows.select(
+        logged.select(
             pl.lit(file_idx, dtype=pl.UInt32).alias("file_idx"),
             pl.col("line").cast(pl.UInt32),
             pl.lit("invalid").alias("reason"),
@@ -332,5 +364,5 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
             pl.lit(None, dtype=pl.UInt32).alias("dup_file_idx"),
             pl.lit(None, dtype=pl.UInt32).alias("dup_line"),
         ),
-        n_invalid,
+        invalid.count,
     )

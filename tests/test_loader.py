@@ -309,6 +309,7 @@ def test_reject_log_keeps_the_first_rows_per_file_and_reason_and_counts_all(tmp_
     monkeypatch.setattr(reject_log, "LOGGED", 3)
     # pieces of a few lines, so the first rows and the counts run across pieces
     monkeypatch.setattr(validate, "SLICE", 40)
+    monkeypatch.setattr(validate, "RETRY_SLICE", 20)
     monkeypatch.setattr(validate, "EXACT_LINES", 2)
     write(tmp_path, "1/a.csv", CLICKS + "".join(f"{i},100,7\n" for i in range(1, 11)))
     b = [f"{i},100,7" for i in range(1, 7)] + [f"{i},999,7" for i in range(7, 11)]
@@ -353,7 +354,9 @@ def test_reject_log_keeps_the_first_rows_per_file_and_reason_and_counts_all(tmp_
 @pytest.mark.parametrize("eol", ["\n", "\r\n"])
 @pytest.mark.parametrize("last_eol", [True, False])
 def test_line_numbers_run_on_across_pieces(tmp_path, monkeypatch, eol, last_eol):
-    monkeypatch.setattr(validate, "SLICE", 30)  # a piece every two or three lines
+    # a piece every four or five lines, retried on the fast path in parts of two
+    monkeypatch.setattr(validate, "SLICE", 60)
+    monkeypatch.setattr(validate, "RETRY_SLICE", 20)
     lines = [f"{i},100,7" for i in range(1, 21)]
     lines[11] = "bad"  # line 13
     lines[16] = "3,101,7"  # line 18: a conflict with line 4
@@ -507,3 +510,38 @@ def test_ids_from_2_63_up_are_invalid_with_the_range_in_the_detail(tmp_path, kin
     details = res.rejects.filter(pl.col("file") == f"1/{kind}.csv")["detail"].to_list()
     assert details == [f"{col} is out of range (0 to 2^63-1): '{big}'" for col in columns
                        for big in (2**63, 10**19, 2**64)]
+
+
+# -- pieces are an implementation detail: any cut gives the same load --------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.conftest import examples  # noqa: E402
+
+good_click = st.builds(lambda i, b, c: f"{i},{b},{c}", st.integers(0, 30), st.integers(100, 104), st.integers(1, 2))
+click_line = st.one_of(  # mostly good lines, so that some pieces pass the fast path
+    good_click, good_click, good_click,
+    st.sampled_from(["", " ", "x", "1,2", "1,2,3,4", '"1",2,3', "-1,100,1", "1,100,", ",,", "1e3,100,1",
+                     f"{2**63},100,1", "9" * 70_000]),
+)
+
+
+@settings(max_examples=examples(30), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(click_line, max_size=40), sizes=st.tuples(st.integers(1, 200), st.integers(1, 64), st.integers(1, 4)),
+       crlf=st.booleans(), last_eol=st.booleans())
+def test_the_load_does_not_depend_on_where_pieces_are_cut(tmp_path_factory, lines, sizes, crlf, last_eol):
+    root = tmp_path_factory.mktemp("cut")
+    eol = "\r\n" if crlf else "\n"
+    write(root, "1/a.csv", CLICKS.replace("\n", eol) + eol.join(lines) + (eol if last_eol and lines else ""))
+    write(root, "1/b.csv", CONVS + "1,1,1.5\n2,2,0.5\n")
+    whole = compute(root, seed=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(validate, "SLICE", sizes[0])
+        mp.setattr(validate, "RETRY_SLICE", sizes[1])
+        mp.setattr(validate, "EXACT_LINES", sizes[2])
+        cut = compute(root, seed=1)
+    assert cut.rejects.equals(whole.rejects)
+    assert cut.selections.equals(whole.selections)
+    assert cut.summary.equals(whole.summary)
