@@ -8,6 +8,7 @@ A probe bind in the parent turns that loop into one clear message.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -23,13 +24,19 @@ def is_tcp(bind: str) -> bool:
 
 def _parse(bind: str):
     """gunicorn's reading of a bind: (host, port), a unix socket path, or an fd."""
+    if not bind.strip():
+        raise ValueError("the address is empty")
     try:
-        return parse_address(bind.strip(), str(DEFAULT_PORT))
+        parsed = parse_address(bind.strip(), str(DEFAULT_PORT))
     except RuntimeError as exc:  # gunicorn's way of saying "malformed"
         hint = ""
-        if bind.count(":") > 1 and "[" not in bind:
-            hint = f"; an IPv6 address goes in brackets: [{bind.strip()}]:{DEFAULT_PORT}"
+        host = bind.strip().removeprefix("tcp://")
+        if host.count(":") > 1 and "[" not in host:
+            hint = f"; an IPv6 address goes in brackets: [{host}]:{DEFAULT_PORT}"
         raise ValueError(f"{str(exc).rstrip('.')}{hint}") from None
+    if parsed == "":
+        raise ValueError("a unix socket needs its path, e.g. unix:/run/banners.sock")
+    return parsed
 
 
 def parse_bind(bind: str) -> tuple[str, int] | None:
@@ -68,7 +75,14 @@ def bind_problem(bind: str) -> str | None:
         folder = Path(parsed).parent
         return None if folder.is_dir() else f"folder {folder} does not exist"
     if isinstance(parsed, int):
-        return None  # an inherited socket: gunicorn checks it
+        # An inherited socket (systemd, a supervisor): it must be open and a socket.
+        import stat as stat_mod
+
+        try:
+            mode = os.fstat(parsed).st_mode
+        except OSError as exc:
+            return f"file descriptor {parsed} is not open ({exc.strerror})"
+        return None if stat_mod.S_ISSOCK(mode) else f"file descriptor {parsed} is not a socket"
     host, port = parse_bind(bind)
     try:
         family, kind, proto, _, address = socket.getaddrinfo(

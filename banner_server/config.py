@@ -36,7 +36,8 @@ class Var:
         try:
             return self.parse(text)
         except ValueError as exc:
-            raise SettingError(f"{self.name}={mask_password(text)!r} {exc}") from None
+            shown = "'***'" if self.name in _SECRETS else repr(mask_password(text))
+            raise SettingError(f"{self.name}={shown} {exc}") from None
 
     def get(self, env=None) -> Any:
         """The checked value from env (default os.environ), or the default's."""
@@ -49,6 +50,7 @@ class Var:
 
 
 VARIABLES: dict[str, Var] = {}
+_SECRETS = {"BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN"}  # never echoed in a message
 
 
 def _var(name, parse, default, doc, option=None) -> Var:
@@ -303,7 +305,13 @@ CORS_ORIGINS = _var("BANNERS_CORS_ORIGINS", _origins, None,
                     "without credentials", "--cors-origin")
 FRAME_ANCESTORS = _var("BANNERS_FRAME_ANCESTORS", _frame_ancestors, "*",
                        "who may put /campaigns/{id}/embed in an iframe (CSP frame-ancestors)", "--frame-ancestors")
-SECRET = _var("BANNERS_SECRET", _text, None,
+def _secret(text: str) -> str:
+    if len(text.strip()) < 16:
+        raise ValueError("must be at least 16 characters (it signs the click URLs)")
+    return text.strip()
+
+
+SECRET = _var("BANNERS_SECRET", _secret, None,
                "secret that signs click URLs (16+ characters; the same on every host); unset: made once in "
                "`STATE_DIR/secret`")
 KEEP_EVENTS = _var("BANNERS_KEEP_EVENTS", _int(3600), "172800",

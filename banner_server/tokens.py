@@ -76,6 +76,9 @@ class ClickSigner:
             raise BadToken("not base64") from None
         if len(raw) != _PAYLOAD.size + _MAC_BYTES:
             raise BadToken("wrong length")
+        if _b64(raw) != token:
+            # base64's spare bits in the last character: one token, one spelling
+            raise BadToken("not the canonical encoding")
         payload, mac = raw[:_PAYLOAD.size], raw[_PAYLOAD.size:]
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise BadToken("bad signature")

@@ -371,3 +371,21 @@ def test_a_wheel_installed_outside_the_checkout_serves(redis_serve, tmp_path):
     server = Serving(redis_serve.url, tmp_path / "state", cmd=[str(venv / "bin" / "banners")], cwd=where, env=env)
     took, out = server.stop(signal.SIGTERM)
     assert server.proc.returncode == 0 and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("bind, code, words", [
+    ("fd://99", 1, "file descriptor 99 is not open"),
+    ("unix:", 2, "a unix socket needs its path"),
+    ("", 2, "the address is empty"),
+    ("tcp://127.0.0.1:81x", 2, "'81x' is not a valid port number"),
+])
+def test_binds_that_cannot_work_are_refused_before_anything_starts(bind, code, words, tmp_path):
+    res = CliRunner().invoke(cli.main, ["serve", "--bind", bind, "--state-dir", str(tmp_path)])
+    assert res.exit_code == code and words in res.output, res.output
+    assert "IPv6" not in res.output and not (tmp_path / "redis.pid").exists()
+
+
+@pytest.mark.parametrize("name", ["BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN"])
+def test_a_short_secret_is_a_usage_error_and_never_echoed(name, tmp_path):
+    res = CliRunner().invoke(cli.main, ["serve", "--state-dir", str(tmp_path)], env={name: "hunter2"})
+    assert res.exit_code == 2 and name in res.output and "hunter2" not in res.output, res.output
