@@ -102,6 +102,20 @@ def on_starting(server):
         _os.makedirs(_metrics_dir, exist_ok=True)
 
 
+def post_fork(server, worker):
+    """A worker still booting inherits the master's signal handlers, which only queue a
+    signal for the master's loop: a Ctrl-C or the master's QUIT arriving then was lost,
+    and the master waited its graceful timeout and SIGKILLed the worker.  Until the
+    worker installs its own handlers, a stop signal marks it to exit instead."""
+    import signal
+
+    def stop_when_booted(sig, frame):
+        worker.alive = False
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, stop_when_booted)
+
+
 def post_worker_init(worker):
     if "Meinheld" in worker_class:
         from meinheld import server as meinheld_server
