@@ -70,7 +70,9 @@ def _redis_options(fn):
     # a URL they cannot use is a usage error before anything starts.
     fn = _setting_option(
         "--redis-url", config.REDIS_URL, metavar="URL",
-        help="redis://, rediss:// or unix:// URL. Default: the embedded Redis, started on demand.",
+        help="redis://, rediss:// or unix:// URL, any node of a Redis Cluster, or "
+             "redis+sentinel://host:port/MASTER. Default: the embedded Redis of the state folder (load, "
+             "serve and `redis start` start it; the other commands only look for it).",
     )(fn)
     return fn
 

@@ -107,4 +107,12 @@ def write_sample(out_dir: Path, seed: int = 1, scale: float = 1.0) -> list[Path]
             path = folder / f"{kind}_{quarter}.csv"
             df.write_csv(path, float_precision=6)
             written.append(path)
+    # Names and landing pages (SPEC §7) for campaigns 1-50, so click-through works out
+    # of the box; example.com is reserved for examples (RFC 2606).
+    path = out_dir / "campaigns.csv"
+    (pl.DataFrame({"campaign_id": range(1, 51)})
+     .with_columns(name=pl.format("Campaign {}", "campaign_id"),
+                   landing_url=pl.format("https://example.com/campaign/{}", "campaign_id"))
+     .write_csv(path))
+    written.append(path)
     return written
