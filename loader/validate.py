@@ -178,10 +178,12 @@ def _fast(src: SourceFile, piece: bytes, file_idx: int, first_line: int) -> tupl
     if any(df.select([c.alias(f"check{i}") for i, c in enumerate(checks)]).row(0)):
         return None
     src.rows += df.height
-    # One chunk per piece (the reader returns one per thread and part): later
-    # operations on a frame of hundreds of chunks cost twice the time and memory.
-    typed = _typed(src, df, file_idx, pl.int_range(pl.len()) + first_line).collect().rechunk()
-    return typed, df.height
+    # One chunk per piece: later operations on a frame of hundreds of chunks cost
+    # twice the time and memory.  The reader returns one per thread and part, and
+    # the default engine cuts its output into morsels; the in-memory one does not.
+    # (Impressions are reduced to a few distinct rows: chunks do not matter there.)
+    typed = _typed(src, df.rechunk(), file_idx, pl.int_range(pl.len()) + first_line)
+    return typed.collect(engine="auto" if src.kind == "impressions" else "in-memory"), df.height
 
 
 def _quote(col: str) -> pl.Expr:
