@@ -355,7 +355,8 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
             src.rows = 0
             return Parsed(pl.DataFrame(schema=typed_schema(kind)), rejects.empty(), 0)
     rows = pl.concat(valid, rechunk=False) if valid else pl.DataFrame(schema=typed_schema(kind))
-    logged = pl.concat(invalid.logged) if invalid.logged else pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    empty = pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    logged = pl.concat(invalid.logged) if invalid.logged else empty
     return Parsed(
         rows,
         logged.select(
