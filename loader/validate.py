@@ -178,10 +178,12 @@ def _fast(src: SourceFile, piece: bytes, file_idx: int, first_line: int) -> tupl
     if any(df.select([c.alias(f"check{i}") for i, c in enumerate(checks)]).row(0)):
         return None
     src.rows += df.height
-    # One chunk per piece (the reader returns one per thread and part): later
-    # operations on a frame of hundreds of chunks cost twice the time and memory.
-    typed = _typed(src, df, file_idx, pl.int_range(pl.len()) + first_line).collect().rechunk()
-    return typed, df.height
+    # One chunk per piece: later operations on a frame of hundreds of chunks cost
+    # twice the time and memory.  The reader returns one per thread and part, and
+    # the default engine cuts its output into morsels; the in-memory one does not.
+    # (Impressions are reduced to a few distinct rows: chunks do not matter there.)
+    typed = _typed(src, df.rechunk(), file_idx, pl.int_range(pl.len()) + first_line)
+    return typed.collect(engine="auto" if src.kind == "impressions" else "in-memory"), df.height
 
 
 def _quote(col: str) -> pl.Expr:
@@ -353,7 +355,8 @@ def parse_rows(src: SourceFile, body: bytes, file_idx: int) -> Parsed:
             src.rows = 0
             return Parsed(pl.DataFrame(schema=typed_schema(kind)), rejects.empty(), 0)
     rows = pl.concat(valid, rechunk=False) if valid else pl.DataFrame(schema=typed_schema(kind))
-    logged = pl.concat(invalid.logged) if invalid.logged else pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    empty = pl.DataFrame(schema={"line": pl.UInt32, "detail": pl.String})
+    logged = pl.concat(invalid.logged) if invalid.logged else empty
     return Parsed(
         rows,
         logged.select(

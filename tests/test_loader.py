@@ -269,7 +269,8 @@ def test_line_of_many_commas_is_one_invalid_line(tmp_path):
 def test_long_line_of_bytes_that_are_not_utf8_rejects_the_file(tmp_path):
     write(tmp_path, "1/c.csv", CLICKS.encode() + b"1,100,7\n" + b"x" * 100_000 + b"\xff\n")
     [rej] = compute(tmp_path, seed=1).rejects.iter_rows(named=True)
-    assert (rej["line"], rej["reason"], rej["detail"]) == (None, "invalid", "not UTF-8 text (byte 100008 after the header)")
+    assert (rej["line"], rej["reason"]) == (None, "invalid")
+    assert rej["detail"] == "not UTF-8 text (byte 100008 after the header)"
 
 
 def test_header_line_longer_than_any_header_rejects_the_file(tmp_path):
@@ -529,7 +530,8 @@ click_line = st.one_of(  # mostly good lines, so that some pieces pass the fast 
 
 @settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(click_line, max_size=40), sizes=st.tuples(st.integers(1, 200), st.integers(1, 64), st.integers(1, 4)),
+@given(lines=st.lists(click_line, max_size=40),
+       sizes=st.tuples(st.integers(1, 200), st.integers(1, 64), st.integers(1, 4)),
        crlf=st.booleans(), last_eol=st.booleans())
 def test_the_load_does_not_depend_on_where_pieces_are_cut(tmp_path_factory, lines, sizes, crlf, last_eol):
     root = tmp_path_factory.mktemp("cut")
