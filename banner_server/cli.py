@@ -334,7 +334,7 @@ def _load(data_dir, seed, reject_log, reject_log_folder, strict, quiet, redis_ur
             "data_dir": str(data_dir.resolve()),
             "quarters": result.quarters,
             "accepted_rows": result.accepted_rows,
-            "rejected_rows": result.rejects.height,
+            "rejected_rows": result.rejected,  # every rejection, logged or not
             "selections": result.selections.height,
         }
         cleanup_failed = None
@@ -367,7 +367,7 @@ def _finish(result, data_dir: Path, log_path: Path, head: str, tail: str | None 
         warn(line)
     if result.invalid:
         warn(f"{result.invalid} invalid input(s) rejected, see {log_path}")
-    n = result.rejects.height
+    n = result.rejected  # every rejection counted; the log holds the first ones of each kind
     click.echo(f"{head}: {result.selections.height} banners selected in "
                f"quarter(s) {', '.join(map(str, result.quarters))}; "
                + (f"{n} rejection(s) logged to {log_path}" if n else "no rejections")
