@@ -43,7 +43,7 @@ def test_publish_and_read_back(any_redis, result):
         scores = dict(any_redis.zrange(KEYS.selection_zset(ver, q, c), 0, -1, withscores=True))
         assert {int(k): v for k, v in scores.items()} == {b["banner_id"]: b["revenue"] for b in rec["banners"]}
     status = read_status(any_redis, KEYS)
-    assert status["seed"] == 9 and len(status["files"]) == 12
+    assert status["seed"] == 9 and len(status["files"]) == 13  # 12 data files and campaigns.csv
     assert all(len(f["sha256"]) == 64 for f in status["files"])
 
 
