@@ -79,11 +79,26 @@ def read_status(r: redis.Redis, keys: Keys) -> dict:
     return {"loaded": True, "version": ver, **meta, "groups": group_versions(r, keys), "files": files}
 
 
+CLUSTER_GROUPS = 16  # a few groups per master: visitors spread over all of them
+
+
+def default_groups(r) -> int:
+    """G of a layout nothing was published in yet: 1 on a single Redis, 16 on a cluster."""
+    from redis.cluster import RedisCluster
+
+    return CLUSTER_GROUPS if isinstance(r, RedisCluster) else 1
+
+
+def layout_groups(r, keys: Keys, stored=None) -> int:
+    """G of the layout: the stored one (read unless given), else the default."""
+    stored = r.get(keys.groups_key) if stored is None else stored
+    return int(stored) if stored else default_groups(r)
+
+
 def group_versions(r: redis.Redis, keys: Keys) -> dict:
     """How many visitor groups the layout has, and which version each one serves (a
     failed publish can leave some on the version before: /readyz then says so)."""
-    stored = r.get(keys.groups_key)
-    gkeys = keys.with_groups(int(stored) if stored else 1)
+    gkeys = keys.with_groups(layout_groups(r, keys))
     pipe = r.pipeline(transaction=False)
     for key in gkeys.group_currents:
         pipe.get(key)

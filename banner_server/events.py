@@ -27,8 +27,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from redis.cluster import RedisCluster
 
+from .catalog import layout_groups
 from .clock import hour_of, quarter_of
 from .keys import Keys
 
@@ -37,11 +37,6 @@ log = logging.getLogger("banner_server")
 CLICK_TTL = 30 * 86400  # a conversion may name its click this long (SPEC §7)
 CONVERSION_TTL = CLICK_TTL  # a repeated postback is recognised as long as its click could be named
 DEFAULT_KEEP_EVENTS = 48 * 3600  # config.KEEP_EVENTS's default; what a bare EventStore keeps
-# G when the layout has none stored yet: what loader.publish.layout_groups chooses for
-# the first load (16 on a cluster, 1 on one Redis), so ids recorded before the first
-# load and after it fall in the same groups.
-CLUSTER_GROUPS = 16
-
 # INCR and the layout's G in one call (both control keys): the id and the groups it is
 # spread over come from the same moment.
 _NEXT_CLICK = """
@@ -144,11 +139,7 @@ class EventStore:
 
     # -- the layout ----------------------------------------------------------------
     def _layout(self, stored) -> Keys:
-        if stored:
-            groups = int(stored)
-        else:
-            groups = CLUSTER_GROUPS if isinstance(self.r, RedisCluster) else 1
-        return self.keys.with_groups(groups)
+        return self.keys.with_groups(layout_groups(self.r, self.keys, stored or b""))
 
     def layout(self) -> Keys:
         """Keys with the layout's G."""

@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from .catalog import current_version, read_selections, snapshot
+from .catalog import current_version, group_versions, read_selections, snapshot
 from .fastredis import FastRedis, FastRedisError, FastReplyError
 from .keys import Keys
 
@@ -408,17 +408,15 @@ class SelectionStore:
             self._redis_backoff.failed_at = None
             self._set_state(None)
         try:
-            pipe = self.r.pipeline(transaction=False)
-            for key in self.keys.group_currents:
-                pipe.get(key)
-            behind = sum(1 for v in pipe.execute() if v is None or v.decode() != current)
+            groups = group_versions(self.r, self.keys)
+            behind = sum(len(g) for ver, g in groups["serving"].items() if ver != current)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return False, {"status": "degraded", "reason": f"redis unreachable: {self.last_error}",
                            "serving_from_snapshot": self.selections is not None, "version": self.version}
         if behind:
             return False, {"status": "degraded", "version": current,
-                           "reason": f"{behind} of {self.keys.groups} visitor groups do not serve version {current} "
+                           "reason": f"{behind} of {groups['count']} visitor groups do not serve version {current} "
                                      "(a publish failed half-way): load again"}
         missing = [q for q in (1, 2, 3, 4) if q not in self.quarters]
         if missing:

@@ -19,7 +19,8 @@ import polars as pl
 import redis
 from redis.exceptions import LockError
 
-from banner_server.catalog import kept_versions, load_order
+from banner_server.catalog import _s, kept_versions, load_order
+from banner_server.catalog import layout_groups as catalog_layout_groups
 from banner_server.keys import Keys
 
 from .pipeline import LoadResult
@@ -178,16 +179,8 @@ def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
 
 
 def layout_groups(r: redis.Redis, keys: Keys, wanted: int | None = None) -> int:
-    """G for this load: `wanted`, else the layout's, else 1 on a single Redis and 16 on
-    a cluster (a few groups per master, so visitors spread over all of them)."""
-    if wanted:
-        return wanted
-    stored = r.get(keys.groups_key)
-    if stored:
-        return int(stored)
-    from redis.cluster import RedisCluster
-
-    return 16 if isinstance(r, RedisCluster) else 1
+    """G for this load: `wanted`, else the layout's (catalog.layout_groups)."""
+    return wanted or catalog_layout_groups(r, keys)
 
 
 def switch_groups(r: redis.Redis, keys: Keys, ver: str, previous_groups: int | None = None) -> None:
@@ -204,10 +197,6 @@ def switch_groups(r: redis.Redis, keys: Keys, ver: str, previous_groups: int | N
     except redis.RedisError as exc:
         behind = sum(1 for key in keys.group_currents if _s(r.get(key)) != ver) if _reachable(r) else keys.groups
         raise GroupsBehind(ver, behind, keys.groups, str(exc)) from exc
-
-
-def _s(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _reachable(r: redis.Redis) -> bool:
