@@ -25,6 +25,19 @@ def system_clock(tz: str | None = None, utcnow: Clock = _utcnow) -> Clock:
     return lambda: utcnow().astimezone(zone)
 
 
+def _every(read: Callable[[], object], tick: Callable[[], float], seconds: float = 0.05):
+    """`read`, called at most every `seconds` of `tick`; its last value in between."""
+    state = [float("-inf"), None]
+
+    def cached():
+        now = tick()
+        if now - state[0] >= seconds:
+            state[0], state[1] = now, read()
+        return state[1]
+
+    return cached
+
+
 def quarter_source(clock: Clock, pinned: int | None = None, tick: Callable[[], float] | None = None
                    ) -> Callable[[], int]:
     """The current quarter.  With `tick` (time.monotonic in the server) the clock is read
@@ -32,17 +45,8 @@ def quarter_source(clock: Clock, pinned: int | None = None, tick: Callable[[], f
     the rest of the quarter logic, and a quarter boundary is seen at most 50 ms late."""
     if pinned is not None:
         return lambda: pinned
-    if tick is None:
-        return lambda: quarter_of(clock())
-    state = [float("-inf"), 1]
-
-    def cached() -> int:
-        now = tick()
-        if now - state[0] >= 0.05:
-            state[0], state[1] = now, quarter_of(clock())
-        return state[1]
-
-    return cached
+    read = lambda: quarter_of(clock())  # noqa: E731
+    return read if tick is None else _every(read, tick)
 
 
 def hour_of(moment: dt.datetime) -> str:
@@ -51,16 +55,7 @@ def hour_of(moment: dt.datetime) -> str:
 
 
 def hour_source(clock: Clock, tick: Callable[[], float] | None = None) -> Callable[[], str]:
-    """The current local hour (`2026-11-28T23`), read from the clock at most every 50 ms
-    with `tick`, as the quarter is: impressions are counted per hour and quarter."""
-    if tick is None:
-        return lambda: hour_of(clock())
-    state = [float("-inf"), ""]
-
-    def cached() -> str:
-        now = tick()
-        if now - state[0] >= 0.05:
-            state[0], state[1] = now, hour_of(clock())
-        return state[1]
-
-    return cached
+    """The current local hour (`2026-11-28T23`), read like the quarter: impressions are
+    counted per hour and quarter."""
+    read = lambda: hour_of(clock())  # noqa: E731
+    return read if tick is None else _every(read, tick)
