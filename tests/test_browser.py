@@ -30,14 +30,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    proc = RedisProcess().start()
-    publish_rows(proc.client(), STANDARD)
-    server = Server(proc.url, tmp_path_factory.mktemp("browser"), "--quarter", "1")
-    yield server
-    server.stop()
-    proc.close()
+from tests.test_reliability import live  # noqa: E402,F401  (the real server over the standard data)
 
 
 @pytest.mark.parametrize("width, height", [(1100, 900), (390, 844)])  # a desktop and a phone

@@ -71,30 +71,40 @@ def test_no_repeat_for_a_visitor_alternating_two_server_hosts(redis_cluster, tmp
             host.stop()
 
 
-def hammer(client, stop, results, visitor):
-    last = None
-    while not stop.is_set():
-        res = client.simulate_get("/campaigns/7", headers=cookie(visitor))
-        results.append((res.status_code, res.json.get("banner_id"), last))
-        last = res.json.get("banner_id")
+def under_load(client, visitor, event) -> list:
+    """(status, banner, the banner before) of requests for one visitor, made in a loop
+    while `event()` runs; checked: no failed request and no repeat."""
+    results, stop = [], threading.Event()
+
+    def hammer():
+        last = None
+        while not stop.is_set():
+            res = client.simulate_get("/campaigns/7", headers=cookie(visitor))
+            results.append((res.status_code, res.json.get("banner_id"), last))
+            last = res.json.get("banner_id")
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        event()
+    finally:
+        stop.set()
+        thread.join()
+    assert results and all(status == 200 for status, _, _ in results)
+    assert all(banner != last for _, banner, last in results), "a repeat"
+    return results
 
 
 def test_a_master_killed_under_load_costs_no_failed_request(redis_cluster):
     publish_rows(connect_client(redis_cluster.url, 1), STANDARD)
     client, store = serving(redis_cluster.url, retry_after=0.2)
     assert client.simulate_get("/campaigns/7", headers=cookie(1)).status_code == 200
-    results, stop = [], threading.Event()
-    thread = threading.Thread(target=hammer, args=(client, stop, results, 1))
-    thread.start()
-    try:
+    def failover():
         time.sleep(0.3)
         redis_cluster.kill_master()  # waits until its replica is promoted
         time.sleep(2.0)
-    finally:
-        stop.set()
-        thread.join()
-    assert results and all(status == 200 for status, _, _ in results)
-    assert all(banner != last for _, banner, last in results), "a repeat"
+
+    results = under_load(client, 1, failover)
     metrics = client.simulate_get("/metrics").text
     degraded = sum(int(float(line.split()[-1])) for line in metrics.splitlines()
                    if line.startswith("banners_degraded_answers_total{"))
@@ -112,10 +122,7 @@ def test_a_slot_migrated_under_load_costs_no_failed_request_and_no_repeat(redis_
     group = keys.group_of(f"c:{visitor:022d}")
     slot = redis_cluster.slot(keys.group_currents[group])
     client, store = serving(redis_cluster.url)
-    results, stop = [], threading.Event()
-    thread = threading.Thread(target=hammer, args=(client, stop, results, visitor))
-    thread.start()
-    try:
+    def migrate():
         time.sleep(0.2)
         migration = redis_cluster.migration(slot).begin()
         time.sleep(0.2)  # requests meet a slot half moved: ASK redirects
@@ -123,11 +130,8 @@ def test_a_slot_migrated_under_load_costs_no_failed_request_and_no_repeat(redis_
         time.sleep(0.2)
         migration.finish()  # then MOVED
         time.sleep(0.3)
-    finally:
-        stop.set()
-        thread.join()
-    assert results and all(status == 200 for status, _, _ in results)
-    assert all(banner != last for _, banner, last in results), "a repeat"
+
+    under_load(client, visitor, migrate)
     assert not store.degraded
 
 
