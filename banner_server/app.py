@@ -21,6 +21,7 @@ from falcon.util import mediatypes
 from . import visitors
 from .dashboard import DashboardResource
 from .events import EventStore
+from .ids import MAX_ID, parse_id
 from .images import ImageDir, banner_svg
 from .metrics import Metrics
 from .store import NoData, NotFound, SelectionStore
@@ -57,19 +58,6 @@ RETRY_AFTER = 5
 # Set in the WSGI environ of every request the app answers; the server's access
 # hook counts the others (answered by meinheld itself: malformed requests...).
 ANSWERED_BY_APP = "banners.app"
-
-
-MAX_ID = 2**63 - 1  # ids are signed 64-bit integers everywhere (loader, Redis, JSON)
-
-
-def parse_id(text: str) -> int | None:
-    """A non-negative integer id up to 2**63 - 1, or None.  (ASCII digits checked with
-    str methods: half the time of a regular expression, on every request.)"""
-    if text.isdigit() and text.isascii() and len(text) <= 19:
-        value = int(text)
-        if value <= MAX_ID:
-            return value
-    return None
 
 
 @functools.lru_cache(maxsize=1024)  # bounded, and any client's values age out

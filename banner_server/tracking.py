@@ -27,12 +27,12 @@ import falcon
 import redis
 from redis.exceptions import RedisClusterException
 
+from .ids import MAX_ID
 from .events import EventStore
 from .tokens import BadToken, ClickSigner, ExpiredToken
 
 log = logging.getLogger("banner_server")
 
-MAX_ID = 2**63 - 1
 MAX_BODY = 4096  # a postback is three fields; anything near this is not one
 MAX_REVENUE = Decimal(10) ** 12  # per conversion; beyond it is a mistake, not a sale
 REVENUE_DECIMALS = 9  # the loader ranks revenue rounded to 9 decimals

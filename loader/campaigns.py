@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from . import rejects
+from banner_server.ids import MAX_ID, parse_id
+
 from .files import SourceFile
 
-MAX_ID = 2**63 - 1
 MAX_NAME = 200
 SCHEMA = {"campaign_id": pl.Int64, "name": pl.String, "landing_url": pl.String,
           "file_idx": pl.UInt32, "line": pl.UInt32}
@@ -31,7 +32,7 @@ def _problem(row: list[str]) -> str | None:
     if len(row) != 3:
         return f"expected 3 fields, got {len(row)}"
     campaign, name, url = (v.strip() for v in row)
-    if not (campaign.isascii() and campaign.isdigit() and len(campaign) <= 19 and int(campaign) <= MAX_ID):
+    if parse_id(campaign) is None:
         return f"campaign_id is not an integer from 0 to {MAX_ID}: {campaign[:40]!r}"
     if len(name) > MAX_NAME or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in name):
         return f"name is longer than {MAX_NAME} characters or holds control characters"
