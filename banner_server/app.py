@@ -20,7 +20,7 @@ from falcon.util import mediatypes
 
 from . import visitors
 from .dashboard import DashboardResource
-from .events import EventStore
+from .layout.events import EventStore
 from .ids import MAX_ID, parse_id
 from .images import ImageDir, banner_svg
 from .metrics import Metrics

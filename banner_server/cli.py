@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from banner_server import config
+from banner_server.clients import urls
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 # The generator holds a whole quarter in memory: x100 is 80 M rows, 660 MB of CSV and
@@ -40,7 +41,7 @@ class _Setting(click.ParamType):
         try:
             return self.parse(value)
         except ValueError as exc:
-            self.fail(f"{config.mask_password(value)!r} {exc}", param, ctx)
+            self.fail(f"{urls.mask_password(value)!r} {exc}", param, ctx)
 
     def split_envvar_value(self, rv):
         return config.split_networks(rv)  # the one list variable: networks, by commas or spaces
@@ -92,8 +93,8 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
     import redis
     from redis.exceptions import RedisClusterException
 
-    from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
-    from banner_server.topology import connect_client
+    from banner_server.clients.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+    from banner_server.clients.detect import connect_client
 
     # A malformed --redis-url never gets here: the option's type refuses it (exit 2).
     if not redis_url and not start:
@@ -119,11 +120,11 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages."""
-    return config.mask_password(url)
+    return urls.mask_password(url)
 
 
 def _keys():
-    from banner_server.keys import Keys
+    from banner_server.layout.keys import Keys
 
     return Keys(config.KEY_PREFIX.get())
 
@@ -249,7 +250,7 @@ class _DryRun:
     def read(cls, client, url: str) -> "_DryRun":
         import redis
 
-        from banner_server.catalog import read_selections
+        from banner_server.layout.catalog import read_selections
 
         keys = _keys()
         try:
@@ -546,7 +547,7 @@ def versions(as_json, redis_url, state_dir):
     """
     import redis
 
-    from banner_server.catalog import list_versions
+    from banner_server.layout.catalog import list_versions
 
     url, client = connect(redis_url, state_dir, start=False)
     try:
@@ -637,7 +638,7 @@ def show(quarter, campaign, as_json, redis_url, state_dir):
       banners show --quarter 2 --campaign 7
       banners show --json | jq '.[] | select(.scenario == "top_clicks")'
     """
-    from banner_server.catalog import read_selections
+    from banner_server.layout.catalog import read_selections
 
     _, client = connect(redis_url, state_dir, start=False)
     ver, records = read_selections(client, _keys())
@@ -683,7 +684,7 @@ def status(as_json, redis_url, state_dir):
     Example:
       banners status --json
     """
-    from banner_server.catalog import read_status
+    from banner_server.layout.catalog import read_status
 
     _, client = connect(redis_url, state_dir, start=False)
     info = read_status(client, _keys())
@@ -781,8 +782,8 @@ def export(out_dir, hour, keep, tz, redis_url, state_dir):
     import redis as redis_py
 
     from banner_server.clock import hour_of
-    from banner_server.events import EventStore
-    from banner_server.topology import CLIENT_ERRORS
+    from banner_server.layout.events import EventStore
+    from banner_server.clients.errors import CLIENT_ERRORS
     from loader.export import hour_files, write_files
 
     now = _clock(tz)()
@@ -929,7 +930,7 @@ def _say_what_will_be_served(client, images: Path | None) -> None:
     pictures folder that holds few of the published banners' pictures."""
     import redis as redis_py
 
-    from banner_server.catalog import read_selections
+    from banner_server.layout.catalog import read_selections
     from banner_server.images import ImageDir
 
     try:
@@ -970,7 +971,7 @@ def redis_start(state_dir):
     Example:
       redis-cli -s "$(banners redis start | sed 's|unix://||')" ping
     """
-    from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from banner_server.clients.embedded import EmbeddedRedis, EmbeddedRedisError
 
     try:
         click.echo(EmbeddedRedis(state_dir).ensure_running())
@@ -989,7 +990,7 @@ def redis_stop(state_dir):
     Example:
       banners redis stop           # or: make stop
     """
-    from banner_server.embedded_redis import EmbeddedRedis
+    from banner_server.clients.embedded import EmbeddedRedis
 
     stopped = EmbeddedRedis(state_dir).stop()
     click.echo("embedded Redis stopped" if stopped else "embedded Redis was not running")

@@ -17,7 +17,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from .bind import parse_bind
+from .clients.urls import check_url, mask_password
 
 
 class SettingError(ValueError):
@@ -208,40 +211,7 @@ def check_zone(text: str, now: dt.datetime | None = None) -> str:
                                              " (an IANA name like Europe/Amsterdam)"))
 
 
-def parse_redis_url(url: str) -> dict:
-    """redis-py's own reading of a Redis URL (the keyword arguments of its connection),
-    with what it lets through silently refused: a database that is not a number (it
-    used 0), port 0 (it used 6379), a unix:// URL without a path.  The one parser of
-    both Redis clients, the CLI's and the hot path's (fastredis)."""
-    from redis.connection import parse_url
-
-    text = url.strip()
-    params = parse_url(text)  # ValueError: scheme, port, IPv6 brackets, query values
-    parts = urlsplit(text)
-    if parts.scheme == "unix":
-        if not params.get("path"):
-            raise ValueError("a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock")
-        return params
-    if parts.port == 0:
-        raise ValueError("port 0 is not a port Redis listens on")
-    db = unquote(parts.path).strip("/")
-    if db and "db" not in params:
-        raise ValueError(f"the database {db!r} (the URL's path) is not a number")
-    if params.get("db", 0) < 0:
-        raise ValueError("the database number is negative")
-    return params
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password (if any) replaced by ***, for messages; works on
-    URLs too broken to parse."""
-    url = re.sub(r"(://[^:@/]*:)[^/]*@", r"\1***@", url)  # up to the last @ of the netloc
-    return re.sub(r"([?&](?:sentinel_)?password=)[^&]*", r"\1***", url)  # Sentinel URLs' query
-
-
 def _redis_url(text: str) -> str:
-    from .topology import check_url
-
     try:
         check_url(text.strip())
     except ValueError as exc:
@@ -250,8 +220,6 @@ def _redis_url(text: str) -> str:
 
 
 def _bind(text: str) -> str:
-    from .bind import parse_bind
-
     try:
         parse_bind(text.strip())
     except ValueError as exc:

@@ -11,77 +11,14 @@ from dataclasses import dataclass
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from .catalog import current_version, group_versions, read_selections, snapshot
-from .fastredis import FastRedis, FastRedisError, FastReplyError
-from .keys import Keys
+from .layout.catalog import current_version, group_versions, read_selections, snapshot
+from .clients.errors import REDIS_ERRORS, FastReplyError
+from .clients.fast import FastRedis
+from .layout.keys import Keys
+from .layout.scripts import PICK, RECORD, bind
 
-# One round trip to one node: check the group's `current` is the version the worker
-# built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
-# is not the visitor's last one (rejection sampling, so the draw stays uniform over
-# the others), remember it.  Every key is declared and in the visitor's group slot
-# (cluster-safe); the version check and the draw are one atomic step, so no answer
-# mixes two loads.  Another version current: the reply names it and the worker asks
-# again with its keys (once per version and worker).
-PICK_LUA = """
--- KEYS[1] = the group's `current` version key
--- KEYS[2] = the group's copy of the selection set of (ARGV[1], quarter, campaign)
--- KEYS[3] = the visitor's last-banner key
--- KEYS[4] = optional: the group's impressions counter of this hour and quarter
--- ARGV[1] = the version KEYS[2] belongs to
--- ARGV[2] = visitor TTL in seconds
--- ARGV[3] = the last banner when KEYS[3] has none ('' for none: the one a new cookie
---           carries from the client's cookie-less request)
--- ARGV[4] = the campaign, ARGV[5] = seconds an impressions counter is kept
-local ver = redis.call('GET', KEYS[1])
-if not ver then return {} end
-if ver ~= ARGV[1] then return {ver} end
-local pick = redis.call('SRANDMEMBER', KEYS[2])
-if not pick then return {ver, ''} end
-local last = redis.call('GET', KEYS[3]) or ARGV[3]
-if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
-  for i = 1, 32 do
-    pick = redis.call('SRANDMEMBER', KEYS[2])
-    if pick ~= last then break end
-  end
-  if pick == last then
-    for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-      if m ~= last then pick = m break end
-    end
-  end
-end
-redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
--- one counter per campaign and banner (memory follows them, not the traffic); its
--- time to live is set when a field is created
-if KEYS[4] and redis.call('HINCRBY', KEYS[4], ARGV[4] .. ':' .. pick, 1) == 1 then
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
-end
-return {ver, pick}
-"""
-
-# Redis answers but `current` is gone (FLUSHALL, a restart without data): the
-# worker draws from its snapshot, and Redis still remembers the visitor, so the
-# no-repeat promise holds across workers and hosts as long as Redis answers.
-RECORD_LUA = """
--- KEYS[1] = the visitor's last-banner key (read, then written)
--- KEYS[2] = optional: the group's impressions counter of this hour and quarter
--- ARGV[1] = visitor TTL in seconds
--- ARGV[2] = the last banner when KEYS[1] has none ('' for none)
--- ARGV[3] = the campaign, ARGV[4] = seconds an impressions counter is kept
--- ARGV[5..] = the candidate banners, in a random order drawn by the worker
-local last = redis.call('GET', KEYS[1]) or ARGV[2]
-local pick = ARGV[5]
-for i = 5, #ARGV do
-  if ARGV[i] ~= last then pick = ARGV[i] break end
-end
-redis.call('SET', KEYS[1], pick, 'EX', ARGV[1])
-if KEYS[2] and redis.call('HINCRBY', KEYS[2], ARGV[3] .. ':' .. pick, 1) == 1 then
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
-return pick
-"""
 
 log = logging.getLogger("banner_server")
 
@@ -119,8 +56,6 @@ def make_client(url: str, timeout: float, connect_timeout: float | None = None) 
     )
 
 
-# RedisClusterException is not a RedisError (redis-py's cluster client raises it too).
-REDIS_ERRORS = (redis.RedisError, RedisClusterException, FastRedisError)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -166,9 +101,9 @@ class SelectionStore:
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
-        scripts = fast.script if fast is not None else client.register_script
-        self._pick = scripts(PICK_LUA)
-        self._record = scripts(RECORD_LUA)
+        caller = fast if fast is not None else client
+        self._pick = bind(caller, PICK)
+        self._record = bind(caller, RECORD)
         # The version of the snapshot: kept when Redis loses `current`, so degraded
         # answers still say which data they come from.
         self.version: str | None = None

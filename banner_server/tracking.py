@@ -28,7 +28,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from .ids import MAX_ID
-from .events import EventStore
+from .layout.events import EventStore
 from .tokens import BadToken, ClickSigner, ExpiredToken
 
 log = logging.getLogger("banner_server")

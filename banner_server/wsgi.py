@@ -8,12 +8,12 @@ from .app import create_app
 from .clock import hour_source, quarter_source, system_clock
 from .config import Settings
 from .images import ImageDir
-from .keys import Keys
+from .layout.keys import Keys
 from .metrics import Metrics
-from .events import EventStore
+from .layout.events import EventStore
 from .store import SelectionStore
 from .tokens import ClickSigner, load_secret
-from .topology import connect_client, connect_fast
+from .clients.detect import connect_client, connect_fast
 
 
 def build(settings: Settings | None = None):

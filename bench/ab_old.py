@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import BIN, Workspace, children, proc_stats, stop
 from throughput import LUA, ensure_wrk, wrk_run
 
-from banner_server.embedded_redis import free_port
+from banner_server.clients.embedded import free_port
 
 
 def main() -> int:

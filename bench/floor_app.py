@@ -1,14 +1,14 @@
 """The floor for `make bench`: the reference's fixed page plus one raw Redis round trip
 per request, a SET of a per-visitor key with EX, over the server's own lean client
-(banner_server.fastredis, one connection per worker) and the server's Redis settings
+(banner_server.clients.fast, one connection per worker) and the server's Redis settings
 (`BANNERS_REDIS_URL`, timeouts, key prefix, visitor TTL).  No server can do less and
 still touch Redis once per request, so server/floor says what the banner logic keeps."""
 
 import falcon
 
 from banner_server.config import Settings
-from banner_server.fastredis import FastRedis, _pack
-from banner_server.keys import Keys
+from banner_server.clients.fast import FastRedis, pack
+from banner_server.layout.keys import Keys
 
 from reference_app import PAGE
 
@@ -26,14 +26,14 @@ class Floor:
         # cookie): no parsing, but one key per visitor, of the server's key length.
         # "f:" keeps these keys apart from the server's own "c:" visitor keys.
         visitor = (req.env.get("HTTP_COOKIE") or "")[len(COOKIE):]
-        redis._roundtrip(_pack(b"SET", keys.visitor("f:" + visitor), VALUE, b"EX", TTL))
+        redis.roundtrip(pack(b"SET", keys.visitor("f:" + visitor), VALUE, b"EX", TTL))
         resp.data = PAGE
         resp.content_type = falcon.MEDIA_JSON
 
 
 class Health:
     def on_get(self, req, resp):
-        redis._roundtrip(_pack(b"PING"))  # up means Redis answers too
+        redis.roundtrip(pack(b"PING"))  # up means Redis answers too
         resp.data = b"ok"
 
 

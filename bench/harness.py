@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from banner_server.embedded_redis import free_port, redis_server_binary  # noqa: E402
+from banner_server.clients.embedded import free_port, redis_server_binary  # noqa: E402
 
 REAL_DATA = ROOT.parent / "shared" / "datachef" / "csv"
 RESULTS_DIR = ROOT / "bench" / "results"

@@ -22,8 +22,8 @@ CAMPAIGNS: list[int] = []
 
 @events.test_start.add_listener
 def read_selections(environment, **kwargs):
-    from banner_server.catalog import read_selections
-    from banner_server.keys import Keys
+    from banner_server.layout.catalog import read_selections
+    from banner_server.layout.keys import Keys
 
     client = redis.Redis.from_url(os.environ.get("BANNERS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     ver, records = read_selections(client, Keys(os.environ.get("BANNERS_KEY_PREFIX", "banners:")))

@@ -52,7 +52,7 @@ _LINE = re.compile(r":\d+\)$")
 _FILE = re.compile(r"\((.*?)(?::\d+)?\)$")
 # The Redis round trip of the lean client (send, wait, receive): what is left outside
 # it is the app's own Python.
-ROUND_TRIP = ("FastRedis._send (", "FastRedis._roundtrip (")
+ROUND_TRIP = ("FastRedis._send (", "FastRedis.roundtrip (")
 
 
 def top_frames(collapsed: str) -> dict:

@@ -2,7 +2,7 @@
 
 Four apps, all on gunicorn with the project's gunicorn.conf.py (meinheld worker
 class, same worker count) and, for the three that use Redis, the same private
-redis-server and the server's own lean client (banner_server.fastredis):
+redis-server and the server's own lean client (banner_server.clients.fast):
 
     ceiling  bench/reference_app.py  a fixed page, no Redis
     floor    bench/floor_app.py      the page + one raw Redis round trip (SET key EX)

@@ -14,8 +14,8 @@ import sys
 import redis
 from harness import BIN, REAL_DATA, Workspace, run
 
-from banner_server.catalog import current_version
-from banner_server.keys import Keys
+from banner_server.layout.catalog import current_version
+from banner_server.layout.keys import Keys
 from loader.publish import KEEP_VERSIONS
 
 

@@ -13,8 +13,8 @@ import sys
 import redis
 from harness import Workspace
 
-from banner_server.keys import Keys
-from banner_server.store import PICK_LUA
+from banner_server.layout.keys import Keys
+from banner_server.layout.scripts import PICK
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
         ws.start_redis()
         ws.load(ws.data_dir(0.02))
         r = redis.Redis.from_url(ws.redis_url)
-        script = r.register_script(PICK_LUA)
+        script = r.register_script(PICK.source)
         keys = keys.with_groups(int(r.get(keys.groups_key)))
         ver = r.get(keys.current).decode()
         campaigns = sorted({rec["campaign_id"] for rec in json.loads(r.get(keys.selections(ver)))

@@ -19,9 +19,10 @@ import polars as pl
 import redis
 from redis.exceptions import LockError
 
-from banner_server.catalog import _s, kept_versions, load_order
-from banner_server.catalog import layout_groups as catalog_layout_groups
-from banner_server.keys import Keys
+from banner_server.layout.catalog import _s, kept_versions, load_order
+from banner_server.layout.catalog import layout_groups as catalog_layout_groups
+from banner_server.layout.keys import Keys
+from banner_server.layout.scripts import ROLLBACK, SWITCH, UNLIST, bind
 
 from .pipeline import LoadResult
 from .rules import selections_to_records
@@ -128,44 +129,10 @@ class LoadLock:
         self.release()
 
 
-# The switch: SET current only while this load still holds the lock, in one step, and
-# enter the new version in `history`, what may be rolled back to.  A current version
-# missing from `history` (published before it existed) is entered too, by its id's
-# number, so the version serving until now can always be switched back to.
-_SWITCH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local old = redis.call('GET', KEYS[2])
-if old then
-    local n = tonumber(string.match(old, '^(%d+)'))
-    if n then redis.call('ZADD', KEYS[3], 'NX', n, old) end
-end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-redis.call('SET', KEYS[4], ARGV[4])
-return 1
-"""
-
-# A rollback's switch: under the lock, and only to a version still in `history` whose
-# keys are there (cleanup leaves `history` first, see _UNLIST).
-_ROLLBACK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if not redis.call('ZSCORE', KEYS[3], ARGV[2]) then return -1 end
-if redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"""
-
-# Before its keys go, a version leaves `history`, unless it is current: a rollback then
-# either switched to it first (and it stays) or can no longer choose it.
-_UNLIST = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
 
 
 def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
-    if not r.eval(_UNLIST, 2, keys.current, keys.history, ver):
+    if not bind(r, UNLIST)([keys.current, keys.history], [ver]):
         return  # current: never deleted
     # The selections JSON, written before anything else of the version, lists its
     # keys: no SCAN over a keyspace full of visitors (and over every cluster node).
@@ -230,8 +197,8 @@ def publish(r: redis.Redis, keys: Keys, result: LoadResult, meta: dict, lock: Lo
     r.sadd(keys.versions, ver)
     try:
         _write_version(r, keys, ver, result, {**meta, "groups": keys.groups})
-        switched = r.eval(_SWITCH, 4, keys.load_lock, keys.current, keys.history, keys.groups_key,
-                          lock.token, ver, seq, keys.groups)
+        switched = bind(r, SWITCH)([keys.load_lock, keys.current, keys.history, keys.groups_key],
+                                   [lock.token, ver, seq, keys.groups])
     except redis.RedisError:
         _try_delete(r, keys, ver)
         raise
@@ -291,8 +258,8 @@ def rollback(r: redis.Redis, keys: Keys, target: str | None = None,
         raise RollbackError(f"version {target} was published for {int(json.loads(target_groups))} visitor groups "
                             f"and the layout now has {groups}: load its data again instead", kept, current)
     keys = keys.with_groups(groups)
-    done = r.eval(_ROLLBACK, 4, keys.load_lock, keys.current, keys.history, keys.selections(target),
-                  lock.token, target)
+    done = bind(r, ROLLBACK)([keys.load_lock, keys.current, keys.history, keys.selections(target)],
+                             [lock.token, target])
     if done == 0:
         raise RollbackError("this rollback lost the load lock (paused longer than its lease, or Redis lost it): "
                             "nothing switched; try again", kept, current)

@@ -8,7 +8,7 @@ import polars as pl
 from banner_server.app import create_app
 from banner_server.clock import quarter_of
 from banner_server.images import ImageDir
-from banner_server.keys import Keys
+from banner_server.layout.keys import Keys
 from banner_server.metrics import Metrics
 from banner_server.store import SelectionStore
 from loader.pipeline import LoadResult

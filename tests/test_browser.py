@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.harness import RedisProcess
 from tests.serving import STANDARD, publish_rows
 from tests.test_e2e import Server
 
@@ -52,7 +52,7 @@ def embedding(tmp_path):
     import http.server
     import threading
 
-    from banner_server.embedded_redis import free_port
+    from banner_server.clients.embedded import free_port
     from loader.pipeline import compute
     from loader.publish import publish
     from tests.serving import KEYS

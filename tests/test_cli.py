@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
-from banner_server.embedded_redis import EmbeddedRedis
+from banner_server.clients.embedded import EmbeddedRedis
 from tests.test_loader import CLICKS, CONVS, IMPS, write
 from tests.serving import KEYS
 
@@ -490,7 +490,7 @@ def test_bind_parsing():
 
 
 def test_serve_checks_the_settings_before_starting_workers(runner, redis_proc):
-    from banner_server.embedded_redis import free_port
+    from banner_server.clients.embedded import free_port
 
     res = runner.invoke(cli.main, ["serve", "--bind", f"127.0.0.1:{free_port()}", "--redis-url", redis_proc.url],
                         env={"BANNERS_REDIS_TIMEOUT": "fast"})

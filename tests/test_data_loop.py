@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
-from banner_server.embedded_redis import free_port
+from banner_server.clients.embedded import free_port
 from loader.pipeline import compute
 from loader.publish import publish
 from tests.reference import reference_selection
@@ -159,7 +159,7 @@ def test_serve_click_convert_export_load(server, real_redis, tmp_path, monkeypat
 
 def loaded_selections(out: Path, tmp_path: Path) -> dict:
     """`banners load OUT` into a fresh Redis of its own, then `banners show --json`."""
-    from tests.conftest import RedisProcess
+    from tests.harness import RedisProcess
 
     proc = RedisProcess().start()
     try:

@@ -30,8 +30,8 @@ import redis
 import yaml
 from click.testing import CliRunner
 
-from banner_server.embedded_redis import free_port, redis_server_binary
-from tests.conftest import RedisProcess
+from banner_server.clients.embedded import free_port, redis_server_binary
+from tests.harness import RedisProcess
 from tests.serving import KEYS
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from banner_server.embedded_redis import free_port
-from tests.conftest import RedisProcess
+from banner_server.clients.embedded import free_port
+from tests.harness import RedisProcess
 from tests.serving import KEYS, STANDARD, publish_rows
 
 ROOT = Path(__file__).resolve().parent.parent

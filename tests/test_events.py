@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from banner_server import cli, config
 from banner_server.app import error_serializer
 from banner_server.clock import hour_of
-from banner_server.events import CLICK_TTL, EventStore
-from banner_server.keys import Keys
+from banner_server.layout.events import CLICK_TTL, EventStore
+from banner_server.layout.keys import Keys
 from banner_server.tokens import ClickSigner
 from banner_server.tracking import ClickResource, ConversionResource, parse_revenue, with_click_id
 from loader.export import hour_files, write_files
@@ -176,7 +176,7 @@ def test_what_the_pick_counts_is_what_the_export_reads(any_redis):
 
 def test_on_a_cluster_every_call_stays_in_one_slot(redis_cluster):
     """A call across slots would fail with CROSSSLOT; the ids spread over the masters."""
-    from banner_server.topology import connect_client
+    from banner_server.clients.detect import connect_client
 
     client = connect_client(redis_cluster.url, 5, 5)
     events = store_on(client)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from banner_server.embedded_redis import free_port
-from banner_server.fastredis import FastRedis, FastRedisError
-from banner_server.store import PICK_LUA
-from tests.conftest import RedisProcess
+from banner_server.clients.embedded import free_port
+from banner_server.clients.fast import FastRedis, FastRedisError
+from banner_server.layout.scripts import PICK
+from tests.harness import RedisProcess
 
 
 def test_script_loads_itself_and_survives_script_flush(redis_proc, real_redis):
@@ -21,7 +21,7 @@ def test_pick_script_on_the_real_binary(redis_proc, real_redis):
     cur, sel, vis = "banners:{t}:current", "banners:{t}:v:3:q:1:c:7", "banners:{t}:vis:v"
     real_redis.set(cur, "3")
     real_redis.sadd(sel, 1, 2)
-    pick = FastRedis(redis_proc.url, timeout=1).script(PICK_LUA)
+    pick = FastRedis(redis_proc.url, timeout=1).script(PICK.source)
     seen = [pick([cur, sel, vis], ["3", 60])[1] for _ in range(20)]
     assert all(a != b for a, b in zip(seen, seen[1:]))
     assert real_redis.ttl(vis) == 60 and real_redis.get(vis) == seen[-1]

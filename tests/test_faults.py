@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.harness import RedisProcess
 from tests.serving import STANDARD, make_client, publish_rows
-from banner_server.fastredis import FastRedis
+from banner_server.clients.fast import FastRedis
 from banner_server.store import make_client as redis_client
 
 JSON = {"Accept": "application/json", "User-Agent": "t"}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from banner_server.catalog import current_version
-from banner_server.embedded_redis import free_port
+from banner_server.layout.catalog import current_version
+from banner_server.clients.embedded import free_port
 from tests.serving import KEYS, STANDARD, publish_rows
 
 ROOT = Path(__file__).resolve().parent.parent

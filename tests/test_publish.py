@@ -7,8 +7,8 @@ import pytest
 import redis
 
 import loader.publish as publish_mod
-from banner_server.catalog import current_version, kept_versions, list_versions, read_selections, read_status
-from banner_server.keys import Keys
+from banner_server.layout.catalog import current_version, kept_versions, list_versions, read_selections, read_status
+from banner_server.layout.keys import Keys
 from loader.pipeline import compute
 from loader.publish import (KEEP_VERSIONS, CleanupFailed, LoadLock, LoadRunning, PublishError, RollbackError,
                             publish, rollback, selection_changes)

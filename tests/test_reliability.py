@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from banner_server import cli
 import loader.publish as publish_mod
-from banner_server.catalog import current_version, read_selections
-from banner_server.embedded_redis import free_port
-from tests.conftest import RedisProcess
+from banner_server.layout.catalog import current_version, read_selections
+from banner_server.clients.embedded import free_port
+from tests.harness import RedisProcess
 from tests.serving import KEYS, STANDARD, make_client, publish_rows
 from tests.test_e2e import Server
 
@@ -189,7 +189,7 @@ def test_embedded_redis_at_its_memory_cap_drops_visitors_never_selections(small_
     """A flood of new visitors (or forged cookies) fills the embedded Redis up to its
     cap; `volatile-lru` then evicts visitor keys (the only ones with a TTL) and the
     published data and the next load are untouched."""
-    from banner_server.embedded_redis import EmbeddedRedis
+    from banner_server.clients.embedded import EmbeddedRedis
 
     emb = EmbeddedRedis(tmp_path / "state", maxmemory="4mb")
     url = emb.ensure_running()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.harness import RedisProcess
 from tests.test_e2e import ROOT, Server
 from tests.test_loader import CLICKS, IMPS, write
 

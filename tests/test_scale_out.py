@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
-from banner_server.catalog import current_version
-from banner_server.keys import Keys
-from banner_server.topology import connect_client, connect_fast
+from banner_server.layout.catalog import current_version
+from banner_server.layout.keys import Keys
+from banner_server.clients.detect import connect_client, connect_fast
 from tests.serving import STANDARD, make_client, publish_rows
 from tests.test_e2e import Server
 

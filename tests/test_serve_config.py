@@ -16,8 +16,9 @@ from click.testing import CliRunner
 
 from banner_server import cli
 from banner_server import config
-from banner_server.embedded_redis import free_port
-from tests.conftest import RedisProcess
+from banner_server.clients import urls
+from banner_server.clients.embedded import free_port
+from tests.harness import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,7 @@ def test_a_redis_url_a_client_cannot_use_is_a_usage_error_for_every_command(url,
 def test_fastredis_reads_a_url_exactly_as_redis_py(url):
     import redis
 
-    from banner_server.fastredis import FastRedis
+    from banner_server.clients.fast import FastRedis
 
     kw = redis.Redis.from_url(url).connection_pool.connection_kwargs
     fast = FastRedis(url)
@@ -95,19 +96,19 @@ def test_fastredis_reads_a_url_exactly_as_redis_py(url):
 
 
 def test_fastredis_refuses_what_the_cli_refuses():
-    from banner_server.fastredis import FastRedis
+    from banner_server.clients.fast import FastRedis
 
     for url in BAD_URLS:
         with pytest.raises(ValueError):
             FastRedis(url)
         with pytest.raises(ValueError):
-            config.parse_redis_url(url)
+            urls.parse_redis_url(url)
 
 
 def test_messages_never_show_a_password():
-    assert config.mask_password("redis://:p@ss@h/0") == "redis://:***@h/0"  # up to the last @
-    assert config.mask_password("redis://u:s3cret@[::1/0") == "redis://u:***@[::1/0"  # too broken to parse
-    assert config.mask_password("redis://h:6379/0?x=a@b") == "redis://h:6379/0?x=a@b"
+    assert urls.mask_password("redis://:p@ss@h/0") == "redis://:***@h/0"  # up to the last @
+    assert urls.mask_password("redis://u:s3cret@[::1/0") == "redis://u:***@[::1/0"  # too broken to parse
+    assert urls.mask_password("redis://h:6379/0?x=a@b") == "redis://h:6379/0?x=a@b"
 
 
 # -- --bind: gunicorn's own address syntax ---------------------------------------------

@@ -459,7 +459,7 @@ def test_dashboard_before_any_load_says_what_to_do(server_redis):
 def test_every_banner_answer_is_counted_as_an_impression(loaded):
     """One counter per campaign and banner, per hour and quarter (in the visitor's
     group): memory follows the banners, not the traffic."""
-    from banner_server.keys import Keys
+    from banner_server.layout.keys import Keys
 
     client, store = make_client(loaded, hour=lambda: "2026-11-28T10")
     served = Counter()

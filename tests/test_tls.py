@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from banner_server import cli
 from loader.sample_data import write_sample
-from tests.conftest import RedisProcess
+from tests.harness import RedisProcess
 from tests.test_e2e import Server
 from tests.serving import KEYS
 
@@ -122,14 +122,14 @@ def test_rediss_with_an_unknown_ca_is_refused_clearly(tls_redis, tmp_path):
 def test_a_slow_handshake_gets_the_connect_budget_not_the_command_budget(tls_redis):
     """A TLS handshake is several round trips: it must not be held to the 50 ms a
     command gets, or a far Redis could never be reached at all."""
-    from banner_server.fastredis import FastRedis, FastRedisError, _pack
+    from banner_server.clients.fast import FastRedis, FastRedisError, pack
 
     url, _, front = tls_redis
     front.handshake_delay = 0.3
     with pytest.raises(FastRedisError):
-        FastRedis(url, timeout=0.05)._roundtrip(_pack(b"PING"))
+        FastRedis(url, timeout=0.05).roundtrip(pack(b"PING"))
     fast = FastRedis(url, timeout=0.05, connect_timeout=10)
     sock = fast._connect()  # within the connect budget, despite the slow handshake
     assert sock.gettimeout() == 0.05  # commands keep the short budget
     sock.settimeout(5)  # (the Python TLS front may take longer than 50 ms on a busy box)
-    assert fast._roundtrip(_pack(b"PING")) == b"PONG"
+    assert fast.roundtrip(pack(b"PING")) == b"PONG"

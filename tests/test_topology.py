@@ -1,6 +1,6 @@
 """One Redis, a Redis Cluster, a Sentinel set: detection, redis-py's clients, and the
 hot path's clients through slot moves, migrations and failovers, on real servers (the
-redis_cluster and redis_sentinel fixtures of conftest.py)."""
+redis_cluster and redis_sentinel fixtures of conftest.py, tests/harness.py)."""
 
 import time
 
@@ -8,10 +8,13 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from banner_server.embedded_redis import free_port
-from banner_server.fastredis import FastRedis, FastRedisError, FastReplyError
-from banner_server.topology import (ClusterFast, LazyClient, LazyFast, SentinelFast,
-                                    check_url, connect_client, connect_fast, parse_sentinel_url)
+from banner_server.clients.embedded import free_port
+from banner_server.clients.cluster import ClusterFast
+from banner_server.clients.detect import LazyClient, LazyFast, connect_client, connect_fast
+from banner_server.clients.errors import FastRedisError, FastReplyError
+from banner_server.clients.fast import FastRedis
+from banner_server.clients.sentinel import SentinelFast
+from banner_server.clients.urls import check_url, parse_sentinel_url
 
 # Writes ARGV[1] to every key and returns the first key's value: what a call changed
 # can be looked up on the server that must hold it.
@@ -40,18 +43,18 @@ def test_sentinel_urls_are_parsed():
 def test_cluster_nodes_get_the_urls_credentials_and_tls_settings():
     from redis.connection import parse_url
 
-    from banner_server.topology import _node_url
+    from banner_server.clients.urls import node_url
 
-    assert _node_url("rediss://u:p%40ss@seed:7000/0?ssl_cert_reqs=none&db=0", "10.0.0.2", 7001) == \
+    assert node_url("rediss://u:p%40ss@seed:7000/0?ssl_cert_reqs=none&db=0", "10.0.0.2", 7001) == \
         "rediss://u:p%40ss@10.0.0.2:7001?ssl_cert_reqs=none"
-    assert _node_url("unix://:pw@/run/redis.sock", "::1", 7002) == "redis://:pw@[::1]:7002"
-    assert parse_url(_node_url("redis://:p%40ss@seed:1", "h", 2))["password"] == "p@ss"
+    assert node_url("unix://:pw@/run/redis.sock", "::1", 7002) == "redis://:pw@[::1]:7002"
+    assert parse_url(node_url("redis://:p%40ss@seed:1", "h", 2))["password"] == "p@ss"
 
 
 @pytest.mark.parametrize("url, message", [
     ("http://127.0.0.1:6379", "redis://"),
     ("redis://127.0.0.1:99999", "[Pp]ort"),
-    ("redis://127.0.0.1:6379/zero", "not a number"),  # config.parse_redis_url's own check
+    ("redis://127.0.0.1:6379/zero", "not a number"),  # urls.parse_redis_url's own check
     ("redis+sentinel://127.0.0.1:26379", "MASTER_NAME"),
     ("redis+sentinel:///m", "host:port"),
     ("redis+sentinel://h:1,,h:2/m", "host:port"),
@@ -83,7 +86,7 @@ def test_one_redis_gets_the_plain_clients(redis_proc, real_redis):
 def test_nothing_answering_yet_gives_lazy_clients_that_recover():
     """A server started before its Redis: its clients fail like a client of a Redis that
     is down, then work once it answers, with no restart."""
-    from tests.conftest import RedisProcess
+    from tests.harness import RedisProcess
 
     port = free_port()
     url = f"redis://127.0.0.1:{port}"
@@ -235,8 +238,8 @@ def test_a_frozen_master_costs_one_timeout_then_recovers(redis_cluster):
     assert script([key], ["1"]) == b"1"
     node = fast._nodes[master.addr]
     sent = []
-    roundtrip = node._roundtrip
-    node._roundtrip = lambda packed: sent.append(packed) or roundtrip(packed)
+    roundtrip = node.roundtrip
+    node.roundtrip = lambda packed: sent.append(packed) or roundtrip(packed)
     master.freeze()
     try:
         with pytest.raises(FastRedisError, match="timed out"):

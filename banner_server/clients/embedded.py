@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from . import config
+from .. import config
 
 # AF_UNIX paths are limited to 108 bytes; past that we listen on loopback TCP.
 _MAX_SOCKET_PATH = 100

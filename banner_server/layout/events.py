@@ -1,7 +1,7 @@
 """What the service records after a banner was shown (SPEC §7): clicks and conversions,
 and an hour of everything recorded read back (and removed) for `banners export`.
 
-Layout in banner_server/keys.py.  Every call touches ONE hash slot, with every key in
+Layout in layout/keys.py; the scripts in layout/lua/.  Every call touches ONE hash slot, with every key in
 KEYS, so it runs on a Redis Cluster as on one Redis:
 
 * a click takes its id from the control slot (INCR click_seq, with the layout's G
@@ -27,48 +27,16 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-
 from .catalog import layout_groups
-from .clock import hour_of, quarter_of
+from ..clock import hour_of, quarter_of
 from .keys import Keys
+from .scripts import NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION, bind
 
 log = logging.getLogger("banner_server")
 
 CLICK_TTL = 30 * 86400  # a conversion may name its click this long (SPEC §7)
 CONVERSION_TTL = CLICK_TTL  # a repeated postback is recognised as long as its click could be named
 DEFAULT_KEEP_EVENTS = 48 * 3600  # config.KEEP_EVENTS's default; what a bare EventStore keeps
-# INCR and the layout's G in one call (both control keys): the id and the groups it is
-# spread over come from the same moment.
-_NEXT_CLICK = """
-local id = redis.call('INCR', KEYS[1])
-return {id, redis.call('GET', KEYS[2])}
-"""
-
-# KEYS: the click, the hour's click index (one group).  ARGV: record, click ttl,
-# click id, index line, keep-events.
-_RECORD_CLICK = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return 1
-"""
-
-# KEYS: the conversion, the hour's conversion index (one group).  ARGV: record
-# ("click_id revenue"), index line ("click_id revenue quarter", or "" when the click is
-# unknown), conversion ttl, conversion id, keep-events.  The check and the write are
-# one step: two postbacks of one conversion at once record it once.
-_RECORD_CONVERSION = """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  if seen == ARGV[1] then return {'same', seen} end
-  return {'conflict', seen}
-end
-if ARGV[2] == '' then return {'unknown_click', false} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {'created', ARGV[1]}
-"""
 
 
 def _text(value) -> str:
@@ -128,13 +96,11 @@ class EventStore:
         self.keep_events = int(keep_events)
         self.click_ttl = int(click_ttl)
         self._scripts = None  # registered on first use: a client of a Redis that is down at start
-        # (topology.LazyClient) connects on first use, and the server must start all the same
+        # (clients.detect.LazyClient) connects on first use, and the server must start all the same
 
     def _script(self, name: str):
         if self._scripts is None:
-            self._scripts = {n: self.r.register_script(src) for n, src in
-                             (("next_click", _NEXT_CLICK), ("record_click", _RECORD_CLICK),
-                              ("record_conversion", _RECORD_CONVERSION))}
+            self._scripts = {s.name: bind(self.r, s) for s in (NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION)}
         return self._scripts[name]
 
     # -- the layout ----------------------------------------------------------------

@@ -16,15 +16,8 @@ import threading
 
 import hiredis
 
-from .config import parse_redis_url
-
-
-class FastRedisError(Exception):
-    """Redis could not answer (connection, timeout, protocol); the caller degrades."""
-
-
-class FastReplyError(FastRedisError):
-    """Redis answered with an error (OOM, a script error...): it is reachable."""
+from .errors import FastRedisError, FastReplyError
+from .urls import parse_redis_url
 
 
 # A connection Redis closed while it sat idle (CLIENT KILL, the `timeout` setting, a
@@ -47,7 +40,7 @@ def _bulk(parts) -> list[bytes]:
     return out
 
 
-def _pack(*parts) -> bytes:
+def pack(*parts) -> bytes:
     """One command in RESP."""
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(parts))
 
@@ -104,9 +97,9 @@ class FastRedis:
         try:
             if self.password:
                 user = [self.username] if self.username else []
-                self._send(_pack(b"AUTH", *user, self.password), sock, local.reader)
+                self._send(pack(b"AUTH", *user, self.password), sock, local.reader)
             if self.db:
-                self._send(_pack(b"SELECT", self.db), sock, local.reader)
+                self._send(pack(b"SELECT", self.db), sock, local.reader)
         except FastReplyError:
             self.close()  # never keep a connection that is not authenticated
             raise
@@ -141,7 +134,7 @@ class FastRedis:
             raise FastReplyError(str(reply))
         return reply
 
-    def _roundtrip(self, packed: bytes):
+    def roundtrip(self, packed: bytes):
         local = self._local
         sock = getattr(local, "sock", None)
         if sock is None:
@@ -156,11 +149,11 @@ class FastRedis:
                 raise
         return self._send(packed, self._connect(), local.reader)
 
-    def _exchange(self, packed: bytes, n: int) -> list:
+    def exchange(self, packed: bytes, n: int) -> list:
         """Sends n pipelined commands in one write and returns their n replies; error
         replies are returned as hiredis.ReplyError values, for the caller to judge (a
         cluster's ASKING + command).  Connection problems raise FastRedisError, and a
-        reused connection Redis had closed is reopened once, as in _roundtrip."""
+        reused connection Redis had closed is reopened once, as in roundtrip."""
         local = self._local
         sock = getattr(local, "sock", None)
         if sock is not None:
@@ -209,9 +202,9 @@ class FastScript:
             head = self._heads[n, len(args)] = b"*%d\r\n%s" % (
                 3 + n + len(args), b"".join(_bulk((b"EVALSHA", self.sha, n))))
         try:
-            return self.conn._roundtrip(b"".join([head, *_bulk(keys), *_bulk(args)]))
+            return self.conn.roundtrip(b"".join([head, *_bulk(keys), *_bulk(args)]))
         except FastReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         # First call on this server (or it restarted): EVAL loads the script too.
-        return self.conn._roundtrip(_pack(b"EVAL", self.source, len(keys), *keys, *args))
+        return self.conn.roundtrip(pack(b"EVAL", self.source, len(keys), *keys, *args))

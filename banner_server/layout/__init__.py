@@ -1,0 +1,8 @@
+"""What the loader writes and the server reads: the key layout, shared by both sides.
+
+keys.py      the key map (its docstring table) and Keys, the one place key names are made
+catalog.py   versions, selections, status, visitor groups: what a load published
+events.py    recorded impressions, clicks and conversions (the server and the export)
+scripts.py   the Lua scripts of lua/, read once; one way to bind them to either client
+lua/         pick, record | next_click, record_click, record_conversion | switch, rollback, unlist
+"""

@@ -1,0 +1,42 @@
+-- KEYS[1] = the group's `current` version key
+-- KEYS[2] = the group's copy of the selection set of (ARGV[1], quarter, campaign)
+-- KEYS[3] = the visitor's last-banner key
+-- KEYS[4] = optional: the group's impressions counter of this hour and quarter
+-- ARGV[1] = the version KEYS[2] belongs to
+-- ARGV[2] = visitor TTL in seconds
+-- ARGV[3] = the last banner when KEYS[3] has none ('' for none: the one a new cookie
+--           carries from the client's cookie-less request)
+-- ARGV[4] = the campaign
+-- ARGV[5] = seconds an impressions counter is kept
+--
+-- One round trip to one node: check the group's `current` is the version the worker
+-- built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
+-- is not the visitor's last one (rejection sampling, so the draw stays uniform over
+-- the others), remember it.  Every key is declared and in the visitor's group slot
+-- (cluster-safe); the version check and the draw are one atomic step, so no answer
+-- mixes two loads.  Another version current: the reply names it and the worker asks
+-- again with its keys (once per version and worker).
+local ver = redis.call('GET', KEYS[1])
+if not ver then return {} end
+if ver ~= ARGV[1] then return {ver} end
+local pick = redis.call('SRANDMEMBER', KEYS[2])
+if not pick then return {ver, ''} end
+local last = redis.call('GET', KEYS[3]) or ARGV[3]
+if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
+  for i = 1, 32 do
+    pick = redis.call('SRANDMEMBER', KEYS[2])
+    if pick ~= last then break end
+  end
+  if pick == last then
+    for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+      if m ~= last then pick = m break end
+    end
+  end
+end
+redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
+-- one counter per campaign and banner (memory follows them, not the traffic); its
+-- time to live is set when a field is created
+if KEYS[4] and redis.call('HINCRBY', KEYS[4], ARGV[4] .. ':' .. pick, 1) == 1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+return {ver, pick}
