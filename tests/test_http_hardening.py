@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.harness import RedisProcess
 from tests.serving import KEYS, STANDARD, publish_rows
 from tests.test_e2e import Server
 
