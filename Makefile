@@ -75,7 +75,7 @@ stop:
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .hypothesis
 
-# The README's picture of /dashboard, from a server on 127.0.0.1:8000 (`make run`),
-# in headless Chromium (apt-get install chromium).
+# The README's picture of /dashboard, from a server started by `make run` on
+# $(HOST):$(PORT), in headless Chromium (apt-get install chromium).
 screenshot: install
-	$(BIN)/python docs/screenshot.py http://127.0.0.1:8000/dashboard docs/dashboard.png --width 900 --height 1000
+	$(BIN)/python docs/screenshot.py http://$(HOST):$(PORT)/dashboard docs/dashboard.png --width 900 --height 1000

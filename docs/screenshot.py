@@ -51,11 +51,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1200)
     ap.add_argument("--height", type=int, default=900)
     args = ap.parse_args()
+    before = args.out.read_bytes() if args.out.exists() else None
     try:
         screenshot(args.url, args.out, args.width, args.height)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         sys.exit(f"screenshot failed: {exc}")
-    print(args.out)
+    after = args.out.read_bytes()
+    # Say what happened either way: an unchanged picture is an answer too.
+    state = "written" if before is None else "unchanged" if after == before else "updated"
+    print(f"{args.out}: {state} ({len(after):,} bytes, {args.width}x{args.height}, from {args.url})")
 
 
 if __name__ == "__main__":
