@@ -10,7 +10,7 @@ from typing import Callable
 import polars as pl
 
 from . import rejects
-from .campaigns import SCHEMA as CAMPAIGN_SCHEMA, latest, parse_campaigns
+from .campaigns import SCHEMA as CAMPAIGN_SCHEMA, latest, parse_campaigns, with_data
 from .dedupe import accept_rows
 from .files import KINDS, SourceFile, classify, find_csv_files, read_and_hash
 from .rules import select_banners
@@ -28,8 +28,12 @@ class LoadResult:
     rejects: pl.DataFrame
     summary: pl.DataFrame  # quarter, kind, files, rows, accepted, one column per reason
     accepted_rows: int
-    # campaign_id, name, landing_url: the campaigns.csv rows that won (may be empty)
+    # campaign_id, name, landing_url: the campaigns.csv rows that won, of the campaigns
+    # the loaded data has (may be empty)
     campaigns: pl.DataFrame | None = None
+    # Valid campaigns.csv campaigns left out because no impression or accepted click
+    # names them (a company's master list): counted, not an error.
+    campaigns_without_data: int = 0
 
     @property
     def invalid(self) -> int:
@@ -154,8 +158,10 @@ def compute(
     for f in files:
         f.accepted = f.rows - sum(f.rejected_rows.values())
     accepted_rows = sum(f.accepted for f in files if f.rejected is None)
+    campaigns, without_data = with_data(
+        frames["campaigns"], pl.concat([frames["impressions"]["campaign_id"], clicks["campaign_id"]]))
     return LoadResult(files, selections, reject_log(files, pl.concat([invalid_logged, dup_logged]), counts),
-                      summarize(files), accepted_rows, frames["campaigns"])
+                      summarize(files), accepted_rows, campaigns, without_data)
 
 
 def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFrame) -> pl.DataFrame:
