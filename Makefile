@@ -45,7 +45,7 @@ test: install
 
 # The property and fuzz tests with 20x their examples, fresh random ones each run.
 fuzz: install
-	BANNERS_FUZZ_SCALE=20 $(BIN)/python -m pytest -n 2 -q tests/test_fuzz.py tests/test_rules.py
+	BANNERS_FUZZ_SCALE=20 $(BIN)/python -m pytest -n 2 -q tests/test_fuzz.py tests/test_rules.py tests/test_reader_differential.py
 
 bench: install
 	$(BIN)/python bench/throughput.py

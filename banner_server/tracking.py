@@ -67,6 +67,8 @@ def with_click_id(url: str, click_id: int | None) -> str:
         parts = parts._replace(query="&".join([*kept, f"click_id={click_id}"]))
     if not parts.netloc.isascii():  # an internationalised host name: its ASCII (punycode) form
         host = parts.hostname.encode("idna").decode()
+        if ":" in host:  # an IPv6 address: hostname drops its brackets, the URL needs them
+            host = f"[{host}]"
         userinfo = parts.netloc.rpartition("@")[0]
         port = f":{parts.port}" if parts.port else ""
         parts = parts._replace(netloc=(userinfo + "@" if userinfo else "") + host + port)

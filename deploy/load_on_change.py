@@ -64,19 +64,36 @@ def banners_command() -> str:
     return str(beside) if beside.is_file() else (shutil.which("banners") or "banners")
 
 
-def load(data_dir: Path, files: tuple, load_args: list[str]) -> int:
+SHOWN = 40  # lines of a failed load's output shown; a traceback is hundreds
+
+
+def load(data_dir: Path, files: tuple, load_args: list[str], quiet_failure: str | None = None) -> tuple[int, str]:
+    """(exit status, reason) of one `banners load`.  Its output is passed on, except
+    when it fails for quiet_failure again (the same files, the same reason): a load
+    failing every few seconds says why once, not 272 log lines in 25 s."""
     log(f"loading {data_dir} ({len(files)} files)")
     started = time.monotonic()
-    rc = subprocess.run([banners_command(), "load", str(data_dir), *load_args]).returncode
-    log(f"banners load exited {rc} after {time.monotonic() - started:.1f}s")
-    return rc
+    proc = subprocess.run([banners_command(), "load", str(data_dir), *load_args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    rc, lines = proc.returncode, proc.stdout.splitlines()
+    reason = next((line.strip() for line in reversed(lines) if line.strip()), f"exit status {rc}")[:300]
+    if rc in PUBLISHED or rc == EXIT_USAGE or reason != quiet_failure:
+        if len(lines) > SHOWN:
+            print(f"... ({len(lines) - SHOWN} lines before these left out)")
+        for line in lines[-SHOWN:]:
+            print(line)
+        log(f"banners load exited {rc} after {time.monotonic() - started:.1f}s")
+    else:
+        log(f"banners load failed again the same way (exit {rc})")
+    sys.stdout.flush()
+    return rc, reason
 
 
 def once(data_dir: Path, settle: float, load_args: list[str]) -> int:
     files = settled(data_dir, settle)
     rc = 0
     while files:
-        rc = load(data_dir, files, load_args)
+        rc, _ = load(data_dir, files, load_args)
         if rc == EXIT_USAGE or signature(data_dir) == files:
             return rc
         log("files changed during the load: loading again once they settle")
@@ -87,21 +104,25 @@ def once(data_dir: Path, settle: float, load_args: list[str]) -> int:
 
 def watch(data_dir: Path, interval: float, settle: float, load_args: list[str]) -> int:
     loaded = None  # signature of the last load that published
-    failed, retry_at, backoff = None, 0.0, interval
+    failed, reason, retry_at, backoff = None, None, 0.0, interval
     while True:
         files = signature(data_dir)
         if files and files != loaded and (files != failed or time.monotonic() >= retry_at):
             files = settled(data_dir, settle, files)
-            rc = load(data_dir, files, load_args)
+            rc, why = load(data_dir, files, load_args, reason if files == failed else None)
             if rc == EXIT_USAGE:
                 return rc
             if rc in PUBLISHED:
-                loaded, failed, backoff = files, None, interval
+                loaded, failed, reason, backoff = files, None, None, interval
             else:
                 # Nothing published (Redis unreachable, no valid data): try the same files
-                # again later, sooner if they change.
-                failed, retry_at = files, time.monotonic() + backoff
-                log(f"nothing published: retrying in {backoff:.0f}s or when files change")
+                # again later, each time later (capped), sooner if they change.
+                if files != failed:
+                    backoff = interval
+                if files != failed or why != reason:
+                    log(f"nothing published: {why}")
+                failed, reason, retry_at = files, why, time.monotonic() + backoff
+                log(f"retrying in {backoff:.0f}s or when files change")
                 backoff = min(backoff * 2, MAX_BACKOFF)
         time.sleep(interval)
 

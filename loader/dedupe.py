@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from . import rejects
+from .validate import format_text
 
 
 def quarter_key(id_col: str) -> pl.Expr:
@@ -76,8 +77,8 @@ def _first_wins(
         "line",
         "reason",
         pl.when(pl.col("reason") == "duplicate_row")
-        .then(pl.format(f"{id_col} {{}} already accepted", pl.col(id_col)))
-        .otherwise(pl.format(f"{id_col} {{}} already accepted with other values", pl.col(id_col)))
+        .then(format_text(f"{id_col} {{}} already accepted", pl.col(id_col)))
+        .otherwise(format_text(f"{id_col} {{}} already accepted with other values", pl.col(id_col)))
         .alias("detail"),
         "dup_file_idx",
         "dup_line",
@@ -105,7 +106,7 @@ def accept_rows(
         "file_idx",
         "line",
         "reason",
-        pl.format(
+        format_text(
             "click_id {} is not an accepted click of quarter {}", pl.col("click_id"), pl.col("quarter")
         ).alias("detail"),
         pl.lit(None, dtype=pl.UInt32).alias("dup_file_idx"),

@@ -10,11 +10,11 @@ from typing import Callable
 import polars as pl
 
 from . import rejects
-from .campaigns import SCHEMA as CAMPAIGN_SCHEMA, latest, parse_campaigns
+from .campaigns import SCHEMA as CAMPAIGN_SCHEMA, latest, parse_campaigns, with_data
 from .dedupe import accept_rows
 from .files import KINDS, SourceFile, classify, find_csv_files, read_and_hash
 from .rules import select_banners
-from .validate import parse_rows, typed_schema
+from .validate import parse_rows, format_text, typed_schema
 
 REASONS = rejects.REASONS  # the summary's columns (cli.py reads them here)
 
@@ -28,8 +28,12 @@ class LoadResult:
     rejects: pl.DataFrame
     summary: pl.DataFrame  # quarter, kind, files, rows, accepted, one column per reason
     accepted_rows: int
-    # campaign_id, name, landing_url: the campaigns.csv rows that won (may be empty)
+    # campaign_id, name, landing_url: the campaigns.csv rows that won, of the campaigns
+    # the loaded data has (may be empty)
     campaigns: pl.DataFrame | None = None
+    # Valid campaigns.csv campaigns left out because no impression or accepted click
+    # names them (a company's master list): counted, not an error.
+    campaigns_without_data: int = 0
 
     @property
     def invalid(self) -> int:
@@ -81,27 +85,13 @@ def read_folder(
             del read
             body = classify(src, data, sha256, seen)
             del data
-            if body is not None and src.kind == "campaigns":
-                valid, logged, n_invalid = parse_campaigns(src, body, idx)
-                del body
-                campaign_rows.append(valid)
-                invalid.append(logged)
-                if n_invalid:
-                    counts["file_idx"].append(idx)
-                    counts["reason"].append("invalid")
-                    counts["n"].append(n_invalid)
-            elif body is not None:
-                parsed = parse_rows(src, body, idx)
-                del body
-                if src.kind == "impressions":
-                    # Distinct per piece already; once more over the file's pieces.
-                    parsed.valid = parsed.valid.lazy().unique().collect()  # (eager unique: 3x slower here)
-                parts[src.kind].append(parsed.valid)
-                invalid.append(parsed.invalid)
-                if parsed.n_invalid:
-                    counts["file_idx"].append(idx)
-                    counts["reason"].append("invalid")
-                    counts["n"].append(parsed.n_invalid)
+            try:
+                _parse(src, body, idx, parts, invalid, counts, campaign_rows)
+            except (Exception, pl.exceptions.PanicException) as exc:
+                # A bug of ours or of polars (see validate.format_text) costs the file,
+                # said in its reject line, never the load or a traceback.
+                _unexpected(src, exc)
+            del body
             if progress:
                 progress(src.size)
     frames = {
@@ -111,6 +101,39 @@ def read_folder(
     frames["campaigns"] = latest(pl.concat(campaign_rows) if campaign_rows else pl.DataFrame(schema=CAMPAIGN_SCHEMA))
     logged = pl.concat(invalid) if invalid else rejects.empty()
     return files, frames, logged, pl.DataFrame(counts, schema=rejects.COUNT_SCHEMA)
+
+
+def _parse(src: SourceFile, body: bytes | None, idx: int, parts: dict[str, list[pl.DataFrame]],
+           invalid: list[pl.DataFrame], counts: dict[str, list], campaign_rows: list[pl.DataFrame]) -> None:
+    """Parses one classified file's body into the folder's lists, appending to them
+    only when the whole file is parsed."""
+    if body is not None and src.kind == "campaigns":
+        valid, logged, n_invalid = parse_campaigns(src, body, idx)
+        campaign_rows.append(valid)
+        invalid.append(logged)
+    elif body is not None:
+        parsed = parse_rows(src, body, idx)
+        if src.kind == "impressions":
+            # Distinct per piece already; once more over the file's pieces.
+            parsed.valid = parsed.valid.lazy().unique().collect()  # (eager unique: 3x slower here)
+        parts[src.kind].append(parsed.valid)
+        invalid.append(parsed.invalid)
+        n_invalid = parsed.n_invalid
+    else:
+        return
+    if n_invalid:
+        counts["file_idx"].append(idx)
+        counts["reason"].append("invalid")
+        counts["n"].append(n_invalid)
+
+
+def _unexpected(src: SourceFile, exc: BaseException) -> None:
+    """Rejects a file whose reading failed unexpectedly as `invalid`, the error in its
+    detail.  _parse adds a file's rows only once all of it is parsed: there are none
+    to take back."""
+    message = " ".join(str(exc).split())[:200] or "no message"
+    src.rejected, src.detail = "invalid", f"could not be read (an error of the loader: {type(exc).__name__}: {message})"
+    src.rows = 0
 
 
 def _names(files: list[SourceFile]) -> pl.DataFrame:
@@ -135,8 +158,10 @@ def compute(
     for f in files:
         f.accepted = f.rows - sum(f.rejected_rows.values())
     accepted_rows = sum(f.accepted for f in files if f.rejected is None)
+    campaigns, without_data = with_data(
+        frames["campaigns"], pl.concat([frames["impressions"]["campaign_id"], clicks["campaign_id"]]))
     return LoadResult(files, selections, reject_log(files, pl.concat([invalid_logged, dup_logged]), counts),
-                      summarize(files), accepted_rows, frames["campaigns"])
+                      summarize(files), accepted_rows, campaigns, without_data)
 
 
 def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFrame) -> pl.DataFrame:
@@ -155,7 +180,7 @@ def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFra
             "reason",
             "detail",
             pl.when(pl.col("dup_file").is_not_null())
-            .then(pl.format("{}:{}", pl.col("dup_file"), pl.col("dup_line")))
+            .then(format_text("{}:{}", pl.col("dup_file"), pl.col("dup_line")))
             .alias("duplicate_of"),
         )
     )
@@ -167,7 +192,7 @@ def reject_log(files: list[SourceFile], logged: pl.DataFrame, counts: pl.DataFra
             pl.lit(2).alias("_part"),
             pl.lit(None, dtype=pl.Int64).alias("line"),
             "reason",
-            pl.format(
+            format_text(
                 "not logged: {} more {} rows of this file ({} in all, the first {} logged)",
                 pl.col("n") - rejects.LOGGED, "reason", "n", pl.lit(rejects.LOGGED),
             ).alias("detail"),

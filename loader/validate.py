@@ -186,6 +186,29 @@ def _fast(src: SourceFile, piece: bytes, file_idx: int, first_line: int) -> tupl
     return typed.collect(engine="auto" if src.kind == "impressions" else "in-memory"), df.height
 
 
+def format_text(template: str, *values: pl.Expr | str) -> pl.Expr:
+    """pl.format(template, *values), built with concat_str.
+
+    pl.format panics ("assertion failed: i < self.len()", a Rust PanicException no
+    `except` of ours can tell from a bug) in the streaming engine when its input is
+    a filtered part of a frame of several chunks: the rows of a later chunk, e.g. two
+    short lines at the end of a CSV piece polars read in three chunks.  Measured on
+    polars 2.0.0 and 2.1.0 (the newest); 1.44.2: see tests/test_loader_dirty.py.
+    concat_str gives the same strings (null when a value is null) and does not panic.
+    """
+    texts = template.split("{}")
+    if len(texts) != len(values) + 1:
+        raise ValueError(f"{template!r} takes {len(texts) - 1} values, got {len(values)}")
+    parts: list[pl.Expr] = []
+    for i, value in enumerate(values):
+        if texts[i]:
+            parts.append(pl.lit(texts[i]))
+        parts.append((pl.col(value) if isinstance(value, str) else value).cast(pl.String))
+    if texts[-1]:
+        parts.append(pl.lit(texts[-1]))
+    return pl.concat_str(parts)
+
+
 def _quote(col: str) -> pl.Expr:
     return pl.lit("'") + pl.col(col).str.slice(0, _SHOW) + pl.lit("'")
 
@@ -263,7 +286,7 @@ def _exact(
     # build one per line.
     logged = pl.concat([
         lines.filter(pl.col("nf") != n).head(details)
-        .select("line", pl.format("expected {} fields, got {}", pl.lit(n), pl.col("nf")).alias("detail")),
+        .select("line", format_text(f"expected {n} fields, got {{}}", pl.col("nf")).alias("detail")),
         fields.filter("_bad").head(details).select("line", detail.alias("detail")),
     ]).sort("line").head(details)
     valid, logged, counted, bad_fields = pl.collect_all([
