@@ -31,6 +31,7 @@ import yaml
 from click.testing import CliRunner
 
 from banner_server.embedded_redis import free_port, redis_server_binary
+from banner_server.tokens import ClickSigner
 from tests.conftest import RedisProcess
 from tests.serving import KEYS
 
@@ -121,8 +122,11 @@ class Paths:
         return value
 
 
-def container_paths(state: Path, data: Path) -> Paths:
-    return Paths({"/opt/venv/bin": VENV_BIN, "/app": ROOT, "/var/lib/banners": state, "/data": data})
+def container_paths(state: Path, data: Path, credentials: Path | None = None) -> Paths:
+    mapping = {"/opt/venv/bin": VENV_BIN, "/app": ROOT, "/var/lib/banners": state, "/data": data}
+    if credentials:
+        mapping["/var/lib/banners-secrets"] = credentials
+    return Paths(mapping)
 
 
 def container_argv(argv: list, paths: Paths) -> list:
@@ -325,15 +329,70 @@ def test_compose_redis_command_persists_and_evicts_only_visitors(tmp_path):
         proc.wait()
 
 
+CREDENTIALS = ("BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN", "BANNERS_ADMIN_TOKEN")
+WRAPPER = ["python", "/app/deploy/secrets_env.py", "exec"]
+
+
+def project_services(services: dict) -> dict:
+    """The services that run the project's image, but the one that makes the credentials."""
+    return {name: s for name, s in services.items()
+            if s.get("image") == "banner-server:latest" and name != "credentials"}
+
+
+def process_env(pid: int) -> dict:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_compose_credentials_made_once_and_given_to_every_service(tmp_path):
+    """One secret per deployment: the one-shot service makes it in its volume, and every
+    service of the image starts through the wrapper that reads that same file."""
+    services = compose()
+    maker = services["credentials"]
+    assert maker["restart"] == "no" and maker["network_mode"] == "none"
+    volume = next(v for v in maker["volumes"] if v.startswith("credentials:"))
+    folder = volume.split(":")[1]
+    path = maker["command"][-1]
+    assert maker["command"][:-1] == ["python", "/app/deploy/secrets_env.py", "make"] and \
+        path.startswith(folder + "/")
+    # The image's owner of the folder is the user the services run as (named volumes
+    # copy the ownership of the image's folder).
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert folder in text and "chown banners:banners /var/lib/banners " + folder in text
+    assert "deploy/secrets_env.py" in text
+
+    paths = Paths({"/app": ROOT, folder: tmp_path})
+    argv = container_argv(maker["command"], paths)
+    first = subprocess.run(argv, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    made = env_file(Path(paths(path)))
+    assert set(CREDENTIALS) <= set(made) and all(len(made[k]) >= 32 for k in CREDENTIALS)
+    assert len({made[k] for k in CREDENTIALS}) == 3
+    assert os.stat(paths(path)).st_mode & 0o777 == 0o600
+    again = subprocess.run(argv, capture_output=True, text=True)  # the next `up`
+    assert again.returncode == 0 and env_file(Path(paths(path))) == made
+
+    users = project_services(services)
+    assert {"server", "load"} <= set(users)
+    for name, service in users.items():
+        assert service["command"][:5] == [*WRAPPER, path, "--"], name
+        assert f"credentials:{folder}:ro" in service["volumes"], name
+        assert service["depends_on"]["credentials"] == {"condition": "service_completed_successfully"}, name
+    assert services["server"]["command"][5:] == dockerfile_final_stage(DEPLOY / "Dockerfile")["cmd"]
+
+
 @needs_serve_env
-def test_compose_server_and_load_services(redis_deploy, data, state):
-    """The server service (image CMD + its environment) and the load service's command:
-    it loads the folder once at start, and again when a file lands."""
+def test_compose_server_and_load_services(redis_deploy, data, state, tmp_path):
+    """The server service and the load service's command, each through the credentials
+    wrapper: it loads the folder once at start, and again when a file lands."""
     services = compose()
     stage = dockerfile_final_stage(DEPLOY / "Dockerfile")
     client = redis_deploy.client()
     client.flushall()
-    paths = container_paths(state, data)
+    paths = container_paths(state, data, tmp_path / "credentials")
+    made = subprocess.run(container_argv(services["credentials"]["command"], paths), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    credentials = env_file(Path(paths(services["credentials"]["command"][-1])))
 
     def service_env(name, **overrides):
         env = banners_env(**{k: paths(v) for k, v in stage["env"].items() if k != "PATH"})
@@ -341,14 +400,16 @@ def test_compose_server_and_load_services(redis_deploy, data, state):
         # compose's redis://redis:6379 is the fixture's redis-server here
         assert env["BANNERS_REDIS_URL"] == "redis://redis:6379/0"
         env.update(BANNERS_REDIS_URL=redis_deploy.url, **overrides)
+        env["PATH"] = f"{VENV_BIN}:{env['PATH']}"  # the image's PATH starts with its venv's bin
         return env
 
     port = free_port()
     server_env = service_env("server", BANNERS_BIND=f"127.0.0.1:{port}", BANNERS_WORKERS="2")
     assert services["server"]["healthcheck"]["test"][1:] == stage["healthcheck"]
-    server = start_server(container_argv(stage["cmd"], paths), server_env, port)
+    server = start_server(container_argv(services["server"]["command"], paths), server_env, port)
     command = services["load"]["command"]
-    assert command[:2] == ["python", "/app/deploy/load_on_change.py"] and command[-1] == "/data"
+    wrapped = command[command.index("--") + 1:]
+    assert wrapped[:2] == ["python", "/app/deploy/load_on_change.py"] and command[-1] == "/data"
     volumes = services["load"]["volumes"]
     assert any(v.endswith(":/data:ro") for v in volumes)
     # The intervals (10 s, 5 s) shortened: a test waits seconds, not minutes.
@@ -357,10 +418,17 @@ def test_compose_server_and_load_services(redis_deploy, data, state):
     (state / "load").mkdir()
     load = Proc(container_argv(fast, paths), service_env("load", BANNERS_STATE_DIR=str(state / "load")))
     try:
+        # once the wrapper has exec'd into load_on_change.py
+        seen = wait_for(lambda: (e := process_env(load.proc.pid)).get("BANNERS_SECRET") and e, 10, "the exec")
+        assert {k: seen[k] for k in CREDENTIALS} == {k: credentials[k] for k in CREDENTIALS}
         first = wait_for(lambda: client.get(KEYS.current), 60, "the first load")
         wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
-        status, headers, _ = get(port, "/campaigns/1", {"Accept": "application/json"})
+        status, headers, body = get(port, "/campaigns/1", {"Accept": "application/json"})
         assert status == 200 and headers["X-Banners-Version"] == first.decode()
+        # The server signs with the deployment's secret, not one of its own state folder.
+        token = json.loads(body)["click_url"].removeprefix("/click/")
+        assert ClickSigner(credentials["BANNERS_SECRET"].encode()).verify(token, time.time())[0] == 1
+        assert not (state / "secret").exists()
         time.sleep(1)
         assert client.get(KEYS.current) == first  # nothing changed: no new load
         # A drop lands: a campaign of its own, in every quarter (the server's is the clock's).
