@@ -452,9 +452,27 @@ def test_compose_server_and_load_services(redis_deploy, data, state, tmp_path):
 SYSTEMD = DEPLOY / "systemd"
 
 
-def systemd_paths(state: Path, data: Path) -> Paths:
+def systemd_paths(state: Path, data: Path, etc: Path) -> Paths:
+    """etc: this test's /etc/banners, with the secrets.env install-host.sh makes."""
+    etc.mkdir(exist_ok=True)
+    made = subprocess.run([sys.executable, str(DEPLOY / "secrets_env.py"), "make", str(etc / "secrets.env")],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
     return Paths({"/opt/banners/venv": VENV_BIN.parent, "/opt/banners/src": ROOT, "/var/lib/banners": state,
-                  "/srv/banners/data": data, "/etc/banners/banners.env": SYSTEMD / "banners.env"})
+                  "/srv/banners/data": data, "/etc/banners/banners.env": SYSTEMD / "banners.env",
+                  "/etc/banners/secrets.env": etc / "secrets.env"})
+
+
+def test_units_that_run_the_project_read_the_deployments_credentials():
+    """banners-serve refuses to start without the credentials file (a host must not sign
+    with a secret of its own); it is read after banners.env, so its values win."""
+    serve = unit_file(SYSTEMD / "banners-serve.service")["Service"]["EnvironmentFile"]
+    assert serve == ["-/etc/banners/banners.env", "/etc/banners/secrets.env"]
+    load = unit_file(SYSTEMD / "banners-load.service")["Service"]["EnvironmentFile"]
+    assert load == ["-/etc/banners/banners.env", "-/etc/banners/secrets.env"]
+    # install-host.sh makes it once (0600, kept when it exists) with the same script as compose.
+    install = (DEPLOY / "install-host.sh").read_text()
+    assert '"$src/deploy/secrets_env.py" make "$root/etc/banners/secrets.env"' in install
 
 
 def test_units_share_state_and_sandbox():
@@ -471,9 +489,9 @@ def test_units_share_state_and_sandbox():
     assert set(path["PathChanged"]) == {"/srv/banners/data", *(f"/srv/banners/data/{q}" for q in "1234")}
 
 
-def test_redis_unit_skips_itself_for_an_external_redis(state, data):
+def test_redis_unit_skips_itself_for_an_external_redis(state, data, tmp_path):
     unit = unit_file(SYSTEMD / "banners-redis.service")
-    paths = systemd_paths(state, data)
+    paths = systemd_paths(state, data, tmp_path / "etc")
     for url, expected in (("", 0), ("rediss://:token@redis.example:6379/0", 1)):
         env = unit_env(unit, paths, {"BANNERS_REDIS_URL": url})
         argv = systemd_argv(unit["Service"]["ExecCondition"][0], env, paths)
@@ -481,10 +499,11 @@ def test_redis_unit_skips_itself_for_an_external_redis(state, data):
 
 
 @needs_serve_env
-def test_units_embedded_redis_load_serve_and_reload(state, data):
+def test_units_embedded_redis_load_serve_and_reload(state, data, tmp_path):
     """banners-redis, then banners-load (as the path unit starts it), then banners-serve;
     `systemctl reload` (ExecReload) replaces every worker and the server keeps answering."""
-    paths = systemd_paths(state, data)
+    paths = systemd_paths(state, data, tmp_path / "etc")
+    secret = env_file(tmp_path / "etc" / "secrets.env")["BANNERS_SECRET"]
     port = free_port()
     overrides = {"BANNERS_BIND": f"127.0.0.1:{port}", "BANNERS_WORKERS": "2"}
     redis_unit = unit_file(SYSTEMD / "banners-redis.service")
@@ -512,6 +531,10 @@ def test_units_embedded_redis_load_serve_and_reload(state, data):
         server = start_server(systemd_argv(serve_unit["Service"]["ExecStart"][0], serve_env, paths), serve_env, port)
         wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
         old = wait_for(lambda: len(w := workers(server)) == 2 and w, 10, "two workers")
+        # It signs with the deployment's secret (secrets.env), not one of its state folder.
+        token = json.loads(get(port, "/campaigns/1", {"Accept": "application/json"})[2])["click_url"]
+        assert ClickSigner(secret.encode()).verify(token.removeprefix("/click/"), time.time())[0] == 1
+        assert not (state / "secret").exists()
 
         reload = systemd_argv(serve_unit["Service"]["ExecReload"][0], serve_env, paths, mainpid=server.proc.pid)
         assert reload[-1] == str(server.proc.pid)
@@ -590,12 +613,25 @@ def template() -> dict:
     return yaml.load((DEPLOY / "aws" / "banners.yaml").read_text(), Loader=CfnLoader)
 
 
+def user_data(launch_template: dict) -> tuple[str, dict]:
+    """The user data script and its !Sub variables."""
+    sub = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+
+
+def user_data_exports(script: str) -> dict:
+    """NAME -> the ${...} it is set to, from the script's `export` command."""
+    text = script.replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.strip().startswith("export "))
+    return dict(re.findall(r"(\w+)='\$\{([\w:.]+)\}'", line))
+
+
 @pytest.mark.parametrize("launch_template", ["WebTemplate", "LoaderTemplate"])
 def test_user_data_is_clean_shell_calling_the_bootstrap(launch_template, tmp_path):
     """The hosts' user data runs only in EC2: ShellCheck reads it here, with the
     template's ${...} placeholders filled in."""
     resource = template()["Resources"][launch_template]
-    script = resource["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    script, _ = user_data(resource)
     role = "web" if launch_template == "WebTemplate" else "loader"
     assert f"/opt/banners/src/deploy/aws/bootstrap.sh {role}\n" in script
     assert f"--resource {role.capitalize()}Group " in script  # signals its own group's CreationPolicy
@@ -616,7 +652,8 @@ def test_deploy_script_passes_only_parameters_the_template_has(tmp_path):
            "LB_SUBNETS": "subnet-a,subnet-b", "INSTANCE_SUBNETS": "subnet-c,subnet-d",
            "REPO": "https://git.example/banner-server.git", "KEY_NAME": "ops", "SSH_CIDR": "192.0.2.0/24",
            "INSTANCE_TYPE": "c6i.large", "ALLOWED_CIDR": "0.0.0.0/0", "WEB_MIN": "3", "WEB_MAX": "9",
-           "CACHE_NODE_TYPE": "cache.m7g.large"}
+           "CACHE_NODE_TYPE": "cache.m7g.large",
+           "CERTIFICATE_ARN": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"}
     run = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     deploy, describe, _ = calls.read_text().split("----\n")
@@ -631,9 +668,118 @@ def test_deploy_script_passes_only_parameters_the_template_has(tmp_path):
     assert {name for name, p in parameters.items() if "Default" not in p} <= set(overrides)
     for name, value in overrides.items():
         assert value in parameters[name].get("AllowedValues", [value]), name
+        assert re.fullmatch(parameters[name].get("AllowedPattern", ".*"), value), name
+    assert overrides["CertificateArn"] == env["CERTIFICATE_ARN"]
     assert overrides["LoadBalancerSubnets"] == "subnet-a,subnet-b" and overrides["KeyName"] == "ops"
     assert describe.startswith("cloudformation\ndescribe-stacks\n")
 
     missing = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env={**env, "VPC_ID": ""}, capture_output=True,
                              text=True)
     assert missing.returncode != 0 and "VPC_ID" in missing.stderr
+
+
+def fake_host(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A host as bootstrap.sh sees it: the checkout (bootstrap.sh, secrets_env.py and an
+    install-host.sh that only does its credentials step: the real one builds a venv),
+    a root for DESTDIR, and a bin folder with `aws` and `systemctl` that only record."""
+    host = tmp_path / name
+    src = host / "src"
+    (src / "deploy" / "aws").mkdir(parents=True)
+    shutil.copy(DEPLOY / "aws" / "bootstrap.sh", src / "deploy" / "aws" / "bootstrap.sh")
+    shutil.copy(DEPLOY / "secrets_env.py", src / "deploy" / "secrets_env.py")
+    install = src / "deploy" / "install-host.sh"
+    install.write_text('#!/bin/sh\nset -eu\nsrc=$(cd "$(dirname "$0")/.." && pwd)\nroot=${DESTDIR:-}\n'
+                       f'(umask 077 && {sys.executable} "$src/deploy/secrets_env.py" make '
+                       '"$root/etc/banners/secrets.env")\n')
+    root = host / "root"
+    python = root / "opt" / "banners" / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    bin_ = host / "bin"
+    bin_.mkdir()
+    # Secrets Manager: the value of a secret is derived from its id (the ARN).
+    (bin_ / "aws").write_text('#!/bin/sh\nwhile [ "$1" != --secret-id ]; do shift; done\necho "value-of-$2"\n')
+    (bin_ / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {host}/systemctl\n')
+    python.write_text("#!/bin/sh\nexit 0\n")  # the health check: the server answers
+    for program in (install, bin_ / "aws", bin_ / "systemctl", python):
+        program.chmod(0o755)
+    return src, root, bin_
+
+
+def test_every_aws_host_gets_the_same_credentials_from_secrets_manager(tmp_path):
+    """Two hosts of the stack (and one bootstrapped again, as a replacement is): the
+    same secrets.env, whose values are the stack's Secrets Manager secrets."""
+    resources = template()["Resources"]
+    exports = {}
+    for role in ("Web", "Loader"):
+        script, variables = user_data(resources[f"{role}Template"])
+        exports[role] = user_data_exports(script)
+    assert exports["Web"] == exports["Loader"]
+    names = {"BANNERS_SECRET_ARN": "BannersSecret", "POSTBACK_TOKEN_ARN": "PostbackToken",
+             "ADMIN_TOKEN_ARN": "AdminToken", "REDIS_SECRET": "RedisAuthToken"}
+    for variable, resource in names.items():
+        assert exports["Web"][variable] == resource
+        secret = resources[resource]
+        assert secret["Type"] == "AWS::SecretsManager::Secret"
+        assert secret["Properties"]["GenerateSecretString"]["ExcludePunctuation"] is True
+    # Each role reads those four secrets and no other.
+    for role in ("WebRole", "LoaderRole"):
+        statements = [st for policy in resources[role]["Properties"]["Policies"]
+                      for st in policy["PolicyDocument"]["Statement"]]
+        reads = [st for st in statements if "secretsmanager:GetSecretValue" in st["Action"]]
+        assert len(reads) == 1 and sorted(r["Ref"] for r in reads[0]["Resource"]) == sorted(names.values()), role
+        assert all("secretsmanager" not in str(st["Action"]) or st in reads for st in statements)
+
+    env = {"AWS_REGION": "eu-west-1", "REDIS_HOST": "redis.internal", "REDIS_PORT": "6379",
+           "DATA_BUCKET": "drops", "TRUSTED_PROXY": "10.0.0.0/16", "COOKIE_SECURE": "true"}
+    env.update({variable: f"arn-{ref}" for variable, ref in exports["Web"].items() if ref in names.values()})
+    made = {}
+    for host, role in (("a", "web"), ("b", "loader"), ("a", "web")):
+        src, root, bin_ = fake_host(tmp_path, host) if not (tmp_path / host).exists() else \
+            (tmp_path / host / "src", tmp_path / host / "root", tmp_path / host / "bin")
+        run = subprocess.run([str(src / "deploy" / "aws" / "bootstrap.sh"), role], capture_output=True, text=True,
+                             env={**os.environ, **env, "DESTDIR": str(root),
+                                  "PATH": f"{bin_}:{os.environ['PATH']}"}, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        path = root / "etc" / "banners" / "secrets.env"
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert not list(path.parent.glob("*.new"))
+        made.setdefault(host, []).append(env_file(path))
+        settings = env_file(root / "etc" / "banners" / "banners.env")
+        assert settings["BANNERS_REDIS_URL"] == "rediss://:value-of-arn-RedisAuthToken@redis.internal:6379/0"
+        assert settings["BANNERS_COOKIE_SECURE"] == "true"
+    expected = {"BANNERS_SECRET": "value-of-arn-BannersSecret",
+                "BANNERS_POSTBACK_TOKEN": "value-of-arn-PostbackToken",
+                "BANNERS_ADMIN_TOKEN": "value-of-arn-AdminToken"}
+    assert made["a"] == [expected, expected] and made["b"] == [expected]
+
+
+def test_https_listener_with_a_certificate_and_http_redirects_to_it():
+    """With CertificateArn: 443 (TLS 1.2+), 80 answers 301 to https.  Without: HTTP only.
+    The health check is the target group's (HTTP to the hosts on 8000), either way."""
+    doc = template()
+    resources = doc["Resources"]
+    assert doc["Parameters"]["CertificateArn"]["Default"] == ""
+    assert doc["Conditions"]["HasCertificate"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
+    https = resources["HttpsListener"]
+    assert https["Condition"] == "HasCertificate"
+    props = https["Properties"]
+    assert props["Protocol"] == "HTTPS" and props["Port"] == 443
+    assert props["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+    assert "TLS13" in props["SslPolicy"]
+    assert props["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "WebTargets"}}]
+    condition, redirect, forward = resources["HttpListener"]["Properties"]["DefaultActions"][0]["Fn::If"]
+    assert condition == "HasCertificate"
+    assert redirect["Type"] == "redirect" and redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301" and redirect["RedirectConfig"]["Port"] == "443"
+    assert forward == {"Type": "forward", "TargetGroupArn": {"Ref": "WebTargets"}}
+    ingress = resources["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress[1]["Fn::If"][0] == "HasCertificate" and ingress[1]["Fn::If"][1]["FromPort"] == 443
+    targets = resources["WebTargets"]["Properties"]
+    assert targets["Protocol"] == "HTTP" and targets["Port"] == 8000 and targets["HealthCheckPath"] == "/readyz"
+    # The visitor cookie is marked Secure exactly when the clients come over HTTPS.
+    for role in ("Web", "Loader"):
+        _, variables = user_data(resources[f"{role}Template"])
+        assert variables["CookieSecure"] == {"Fn::If": ["HasCertificate", "true", "false"]}
+    pattern = doc["Parameters"]["CertificateArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and \
+        re.fullmatch(pattern, "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab")
