@@ -783,3 +783,52 @@ def test_https_listener_with_a_certificate_and_http_redirects_to_it():
     pattern = doc["Parameters"]["CertificateArn"]["AllowedPattern"]
     assert re.fullmatch(pattern, "") and \
         re.fullmatch(pattern, "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab")
+
+
+def status_of(port: int, path: str) -> int:
+    """The answer's status, redirects not followed (a click's landing page is not ours to fetch)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@needs_serve_env
+def test_a_click_served_by_one_host_is_followed_by_another(redis_deploy, data, tmp_path):
+    """Two hosts as install-host.sh/bootstrap.sh set them up: one shared Redis, a state
+    folder each, the deployment's secrets.env on both.  Before it, each host made its
+    own secret: a click URL from A answered 400 on B (and was not recorded)."""
+    client = redis_deploy.client()
+    client.flushall()
+    serve_unit = unit_file(SYSTEMD / "banners-serve.service")
+    etc = tmp_path / "etc"
+    servers, ports = [], []
+    try:
+        for host in ("a", "b"):
+            state = Path(__import__("tempfile").mkdtemp(prefix=f"bs{host}-", dir="/tmp"))
+            paths = systemd_paths(state, data, etc)  # the same secrets.env: copied to every host
+            port = free_port()
+            env = unit_env(serve_unit, paths, {"BANNERS_BIND": f"127.0.0.1:{port}", "BANNERS_WORKERS": "1",
+                                               "BANNERS_REDIS_URL": redis_deploy.url})
+            if not servers:
+                load = subprocess.run([str(VENV_BIN / "banners"), "load", str(data), "--seed", "1"], env=env,
+                                      capture_output=True, text=True, timeout=120)
+                assert load.returncode == 0, load.stdout + load.stderr
+            servers.append((start_server(systemd_argv(serve_unit["Service"]["ExecStart"][0], env, paths), env,
+                                         port), state))
+            ports.append(port)
+        for port in ports:
+            wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, _, body = get(ports[0], "/campaigns/1", {"Accept": "application/json"})
+        assert status == 200
+        click = json.loads(body)["click_url"]
+        assert status_of(ports[1], click) == 302
+        assert status_of(ports[0], click) == 302
+    finally:
+        for server, state in servers:
+            server.stop()
+            shutil.rmtree(state, ignore_errors=True)
