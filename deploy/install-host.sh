@@ -4,6 +4,10 @@
 #   /opt/banners/venv          the pinned dependencies, the project in place
 #   /etc/systemd/system/       the units
 #   /etc/banners/banners.env   the settings (an existing one is kept)
+#   /etc/banners/secrets.env   the deployment's credentials (BANNERS_SECRET,
+#                              BANNERS_POSTBACK_TOKEN, BANNERS_ADMIN_TOKEN): made once,
+#                              0600 root; existing values are kept.  Every host behind
+#                              one address needs the SAME file: copy it to the others.
 #   /srv/banners/data          the data folder banners-load.path watches
 # then, for example:
 #   systemctl enable --now banners-redis banners-serve banners-load.path
@@ -39,6 +43,9 @@ if [ ! -e "$root/etc/banners/banners.env" ]; then
     # 0600: it may hold the Redis password.
     (umask 077 && cp "$src/deploy/systemd/banners.env" "$root/etc/banners/banners.env")
 fi
+# Made here once (deploy/secrets_env.py), never replaced: a new BANNERS_SECRET would
+# invalidate every click URL already served.  systemd reads it as root for the units.
+(umask 077 && "$python" "$src/deploy/secrets_env.py" make "$root/etc/banners/secrets.env")
 if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload
 fi

@@ -31,6 +31,7 @@ import yaml
 from click.testing import CliRunner
 
 from banner_server.clients.embedded import free_port, redis_server_binary
+from banner_server.tokens import ClickSigner
 from tests.harness import RedisProcess
 from tests.serving import KEYS
 
@@ -121,8 +122,11 @@ class Paths:
         return value
 
 
-def container_paths(state: Path, data: Path) -> Paths:
-    return Paths({"/opt/venv/bin": VENV_BIN, "/app": ROOT, "/var/lib/banners": state, "/data": data})
+def container_paths(state: Path, data: Path, credentials: Path | None = None) -> Paths:
+    mapping = {"/opt/venv/bin": VENV_BIN, "/app": ROOT, "/var/lib/banners": state, "/data": data}
+    if credentials:
+        mapping["/var/lib/banners-secrets"] = credentials
+    return Paths(mapping)
 
 
 def container_argv(argv: list, paths: Paths) -> list:
@@ -325,15 +329,70 @@ def test_compose_redis_command_persists_and_evicts_only_visitors(tmp_path):
         proc.wait()
 
 
+CREDENTIALS = ("BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN", "BANNERS_ADMIN_TOKEN")
+WRAPPER = ["python", "/app/deploy/secrets_env.py", "exec"]
+
+
+def project_services(services: dict) -> dict:
+    """The services that run the project's image, but the one that makes the credentials."""
+    return {name: s for name, s in services.items()
+            if s.get("image") == "banner-server:latest" and name != "credentials"}
+
+
+def process_env(pid: int) -> dict:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_compose_credentials_made_once_and_given_to_every_service(tmp_path):
+    """One secret per deployment: the one-shot service makes it in its volume, and every
+    service of the image starts through the wrapper that reads that same file."""
+    services = compose()
+    maker = services["credentials"]
+    assert maker["restart"] == "no" and maker["network_mode"] == "none"
+    volume = next(v for v in maker["volumes"] if v.startswith("credentials:"))
+    folder = volume.split(":")[1]
+    path = maker["command"][-1]
+    assert maker["command"][:-1] == ["python", "/app/deploy/secrets_env.py", "make"] and \
+        path.startswith(folder + "/")
+    # The image's owner of the folder is the user the services run as (named volumes
+    # copy the ownership of the image's folder).
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert folder in text and "chown banners:banners /var/lib/banners " + folder in text
+    assert "deploy/secrets_env.py" in text
+
+    paths = Paths({"/app": ROOT, folder: tmp_path})
+    argv = container_argv(maker["command"], paths)
+    first = subprocess.run(argv, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    made = env_file(Path(paths(path)))
+    assert set(CREDENTIALS) <= set(made) and all(len(made[k]) >= 32 for k in CREDENTIALS)
+    assert len({made[k] for k in CREDENTIALS}) == 3
+    assert os.stat(paths(path)).st_mode & 0o777 == 0o600
+    again = subprocess.run(argv, capture_output=True, text=True)  # the next `up`
+    assert again.returncode == 0 and env_file(Path(paths(path))) == made
+
+    users = project_services(services)
+    assert {"server", "load"} <= set(users)
+    for name, service in users.items():
+        assert service["command"][:5] == [*WRAPPER, path, "--"], name
+        assert f"credentials:{folder}:ro" in service["volumes"], name
+        assert service["depends_on"]["credentials"] == {"condition": "service_completed_successfully"}, name
+    assert services["server"]["command"][5:] == dockerfile_final_stage(DEPLOY / "Dockerfile")["cmd"]
+
+
 @needs_serve_env
-def test_compose_server_and_load_services(redis_deploy, data, state):
-    """The server service (image CMD + its environment) and the load service's command:
-    it loads the folder once at start, and again when a file lands."""
+def test_compose_server_and_load_services(redis_deploy, data, state, tmp_path):
+    """The server service and the load service's command, each through the credentials
+    wrapper: it loads the folder once at start, and again when a file lands."""
     services = compose()
     stage = dockerfile_final_stage(DEPLOY / "Dockerfile")
     client = redis_deploy.client()
     client.flushall()
-    paths = container_paths(state, data)
+    paths = container_paths(state, data, tmp_path / "credentials")
+    made = subprocess.run(container_argv(services["credentials"]["command"], paths), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    credentials = env_file(Path(paths(services["credentials"]["command"][-1])))
 
     def service_env(name, **overrides):
         env = banners_env(**{k: paths(v) for k, v in stage["env"].items() if k != "PATH"})
@@ -341,14 +400,16 @@ def test_compose_server_and_load_services(redis_deploy, data, state):
         # compose's redis://redis:6379 is the fixture's redis-server here
         assert env["BANNERS_REDIS_URL"] == "redis://redis:6379/0"
         env.update(BANNERS_REDIS_URL=redis_deploy.url, **overrides)
+        env["PATH"] = f"{VENV_BIN}:{env['PATH']}"  # the image's PATH starts with its venv's bin
         return env
 
     port = free_port()
     server_env = service_env("server", BANNERS_BIND=f"127.0.0.1:{port}", BANNERS_WORKERS="2")
     assert services["server"]["healthcheck"]["test"][1:] == stage["healthcheck"]
-    server = start_server(container_argv(stage["cmd"], paths), server_env, port)
+    server = start_server(container_argv(services["server"]["command"], paths), server_env, port)
     command = services["load"]["command"]
-    assert command[:2] == ["python", "/app/deploy/load_on_change.py"] and command[-1] == "/data"
+    wrapped = command[command.index("--") + 1:]
+    assert wrapped[:2] == ["python", "/app/deploy/load_on_change.py"] and command[-1] == "/data"
     volumes = services["load"]["volumes"]
     assert any(v.endswith(":/data:ro") for v in volumes)
     # The intervals (10 s, 5 s) shortened: a test waits seconds, not minutes.
@@ -357,10 +418,17 @@ def test_compose_server_and_load_services(redis_deploy, data, state):
     (state / "load").mkdir()
     load = Proc(container_argv(fast, paths), service_env("load", BANNERS_STATE_DIR=str(state / "load")))
     try:
+        # once the wrapper has exec'd into load_on_change.py
+        seen = wait_for(lambda: (e := process_env(load.proc.pid)).get("BANNERS_SECRET") and e, 10, "the exec")
+        assert {k: seen[k] for k in CREDENTIALS} == {k: credentials[k] for k in CREDENTIALS}
         first = wait_for(lambda: client.get(KEYS.current), 60, "the first load")
         wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
-        status, headers, _ = get(port, "/campaigns/1", {"Accept": "application/json"})
+        status, headers, body = get(port, "/campaigns/1", {"Accept": "application/json"})
         assert status == 200 and headers["X-Banners-Version"] == first.decode()
+        # The server signs with the deployment's secret, not one of its own state folder.
+        token = json.loads(body)["click_url"].removeprefix("/click/")
+        assert ClickSigner(credentials["BANNERS_SECRET"].encode()).verify(token, time.time())[0] == 1
+        assert not (state / "secret").exists()
         time.sleep(1)
         assert client.get(KEYS.current) == first  # nothing changed: no new load
         # A drop lands: a campaign of its own, in every quarter (the server's is the clock's).
@@ -384,9 +452,27 @@ def test_compose_server_and_load_services(redis_deploy, data, state):
 SYSTEMD = DEPLOY / "systemd"
 
 
-def systemd_paths(state: Path, data: Path) -> Paths:
+def systemd_paths(state: Path, data: Path, etc: Path) -> Paths:
+    """etc: this test's /etc/banners, with the secrets.env install-host.sh makes."""
+    etc.mkdir(exist_ok=True)
+    made = subprocess.run([sys.executable, str(DEPLOY / "secrets_env.py"), "make", str(etc / "secrets.env")],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
     return Paths({"/opt/banners/venv": VENV_BIN.parent, "/opt/banners/src": ROOT, "/var/lib/banners": state,
-                  "/srv/banners/data": data, "/etc/banners/banners.env": SYSTEMD / "banners.env"})
+                  "/srv/banners/data": data, "/etc/banners/banners.env": SYSTEMD / "banners.env",
+                  "/etc/banners/secrets.env": etc / "secrets.env"})
+
+
+def test_units_that_run_the_project_read_the_deployments_credentials():
+    """banners-serve refuses to start without the credentials file (a host must not sign
+    with a secret of its own); it is read after banners.env, so its values win."""
+    serve = unit_file(SYSTEMD / "banners-serve.service")["Service"]["EnvironmentFile"]
+    assert serve == ["-/etc/banners/banners.env", "/etc/banners/secrets.env"]
+    load = unit_file(SYSTEMD / "banners-load.service")["Service"]["EnvironmentFile"]
+    assert load == ["-/etc/banners/banners.env", "-/etc/banners/secrets.env"]
+    # install-host.sh makes it once (0600, kept when it exists) with the same script as compose.
+    install = (DEPLOY / "install-host.sh").read_text()
+    assert '"$src/deploy/secrets_env.py" make "$root/etc/banners/secrets.env"' in install
 
 
 def test_units_share_state_and_sandbox():
@@ -403,9 +489,9 @@ def test_units_share_state_and_sandbox():
     assert set(path["PathChanged"]) == {"/srv/banners/data", *(f"/srv/banners/data/{q}" for q in "1234")}
 
 
-def test_redis_unit_skips_itself_for_an_external_redis(state, data):
+def test_redis_unit_skips_itself_for_an_external_redis(state, data, tmp_path):
     unit = unit_file(SYSTEMD / "banners-redis.service")
-    paths = systemd_paths(state, data)
+    paths = systemd_paths(state, data, tmp_path / "etc")
     for url, expected in (("", 0), ("rediss://:token@redis.example:6379/0", 1)):
         env = unit_env(unit, paths, {"BANNERS_REDIS_URL": url})
         argv = systemd_argv(unit["Service"]["ExecCondition"][0], env, paths)
@@ -413,10 +499,11 @@ def test_redis_unit_skips_itself_for_an_external_redis(state, data):
 
 
 @needs_serve_env
-def test_units_embedded_redis_load_serve_and_reload(state, data):
+def test_units_embedded_redis_load_serve_and_reload(state, data, tmp_path):
     """banners-redis, then banners-load (as the path unit starts it), then banners-serve;
     `systemctl reload` (ExecReload) replaces every worker and the server keeps answering."""
-    paths = systemd_paths(state, data)
+    paths = systemd_paths(state, data, tmp_path / "etc")
+    secret = env_file(tmp_path / "etc" / "secrets.env")["BANNERS_SECRET"]
     port = free_port()
     overrides = {"BANNERS_BIND": f"127.0.0.1:{port}", "BANNERS_WORKERS": "2"}
     redis_unit = unit_file(SYSTEMD / "banners-redis.service")
@@ -444,6 +531,10 @@ def test_units_embedded_redis_load_serve_and_reload(state, data):
         server = start_server(systemd_argv(serve_unit["Service"]["ExecStart"][0], serve_env, paths), serve_env, port)
         wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
         old = wait_for(lambda: len(w := workers(server)) == 2 and w, 10, "two workers")
+        # It signs with the deployment's secret (secrets.env), not one of its state folder.
+        token = json.loads(get(port, "/campaigns/1", {"Accept": "application/json"})[2])["click_url"]
+        assert ClickSigner(secret.encode()).verify(token.removeprefix("/click/"), time.time())[0] == 1
+        assert not (state / "secret").exists()
 
         reload = systemd_argv(serve_unit["Service"]["ExecReload"][0], serve_env, paths, mainpid=server.proc.pid)
         assert reload[-1] == str(server.proc.pid)
@@ -522,12 +613,25 @@ def template() -> dict:
     return yaml.load((DEPLOY / "aws" / "banners.yaml").read_text(), Loader=CfnLoader)
 
 
+def user_data(launch_template: dict) -> tuple[str, dict]:
+    """The user data script and its !Sub variables."""
+    sub = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+
+
+def user_data_exports(script: str) -> dict:
+    """NAME -> the ${...} it is set to, from the script's `export` command."""
+    text = script.replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.strip().startswith("export "))
+    return dict(re.findall(r"(\w+)='\$\{([\w:.]+)\}'", line))
+
+
 @pytest.mark.parametrize("launch_template", ["WebTemplate", "LoaderTemplate"])
 def test_user_data_is_clean_shell_calling_the_bootstrap(launch_template, tmp_path):
     """The hosts' user data runs only in EC2: ShellCheck reads it here, with the
     template's ${...} placeholders filled in."""
     resource = template()["Resources"][launch_template]
-    script = resource["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    script, _ = user_data(resource)
     role = "web" if launch_template == "WebTemplate" else "loader"
     assert f"/opt/banners/src/deploy/aws/bootstrap.sh {role}\n" in script
     assert f"--resource {role.capitalize()}Group " in script  # signals its own group's CreationPolicy
@@ -548,7 +652,8 @@ def test_deploy_script_passes_only_parameters_the_template_has(tmp_path):
            "LB_SUBNETS": "subnet-a,subnet-b", "INSTANCE_SUBNETS": "subnet-c,subnet-d",
            "REPO": "https://git.example/banner-server.git", "KEY_NAME": "ops", "SSH_CIDR": "192.0.2.0/24",
            "INSTANCE_TYPE": "c6i.large", "ALLOWED_CIDR": "0.0.0.0/0", "WEB_MIN": "3", "WEB_MAX": "9",
-           "CACHE_NODE_TYPE": "cache.m7g.large"}
+           "CACHE_NODE_TYPE": "cache.m7g.large",
+           "CERTIFICATE_ARN": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"}
     run = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     deploy, describe, _ = calls.read_text().split("----\n")
@@ -563,9 +668,167 @@ def test_deploy_script_passes_only_parameters_the_template_has(tmp_path):
     assert {name for name, p in parameters.items() if "Default" not in p} <= set(overrides)
     for name, value in overrides.items():
         assert value in parameters[name].get("AllowedValues", [value]), name
+        assert re.fullmatch(parameters[name].get("AllowedPattern", ".*"), value), name
+    assert overrides["CertificateArn"] == env["CERTIFICATE_ARN"]
     assert overrides["LoadBalancerSubnets"] == "subnet-a,subnet-b" and overrides["KeyName"] == "ops"
     assert describe.startswith("cloudformation\ndescribe-stacks\n")
 
     missing = subprocess.run([str(DEPLOY / "aws" / "deploy.sh")], env={**env, "VPC_ID": ""}, capture_output=True,
                              text=True)
     assert missing.returncode != 0 and "VPC_ID" in missing.stderr
+
+
+def fake_host(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A host as bootstrap.sh sees it: the checkout (bootstrap.sh, secrets_env.py and an
+    install-host.sh that only does its credentials step: the real one builds a venv),
+    a root for DESTDIR, and a bin folder with `aws` and `systemctl` that only record."""
+    host = tmp_path / name
+    src = host / "src"
+    (src / "deploy" / "aws").mkdir(parents=True)
+    shutil.copy(DEPLOY / "aws" / "bootstrap.sh", src / "deploy" / "aws" / "bootstrap.sh")
+    shutil.copy(DEPLOY / "secrets_env.py", src / "deploy" / "secrets_env.py")
+    install = src / "deploy" / "install-host.sh"
+    install.write_text('#!/bin/sh\nset -eu\nsrc=$(cd "$(dirname "$0")/.." && pwd)\nroot=${DESTDIR:-}\n'
+                       f'(umask 077 && {sys.executable} "$src/deploy/secrets_env.py" make '
+                       '"$root/etc/banners/secrets.env")\n')
+    root = host / "root"
+    python = root / "opt" / "banners" / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    bin_ = host / "bin"
+    bin_.mkdir()
+    # Secrets Manager: the value of a secret is derived from its id (the ARN).
+    (bin_ / "aws").write_text('#!/bin/sh\nwhile [ "$1" != --secret-id ]; do shift; done\necho "value-of-$2"\n')
+    (bin_ / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {host}/systemctl\n')
+    python.write_text("#!/bin/sh\nexit 0\n")  # the health check: the server answers
+    for program in (install, bin_ / "aws", bin_ / "systemctl", python):
+        program.chmod(0o755)
+    return src, root, bin_
+
+
+def test_every_aws_host_gets_the_same_credentials_from_secrets_manager(tmp_path):
+    """Two hosts of the stack (and one bootstrapped again, as a replacement is): the
+    same secrets.env, whose values are the stack's Secrets Manager secrets."""
+    resources = template()["Resources"]
+    exports = {}
+    for role in ("Web", "Loader"):
+        script, variables = user_data(resources[f"{role}Template"])
+        exports[role] = user_data_exports(script)
+    assert exports["Web"] == exports["Loader"]
+    names = {"BANNERS_SECRET_ARN": "BannersSecret", "POSTBACK_TOKEN_ARN": "PostbackToken",
+             "ADMIN_TOKEN_ARN": "AdminToken", "REDIS_SECRET": "RedisAuthToken"}
+    for variable, resource in names.items():
+        assert exports["Web"][variable] == resource
+        secret = resources[resource]
+        assert secret["Type"] == "AWS::SecretsManager::Secret"
+        assert secret["Properties"]["GenerateSecretString"]["ExcludePunctuation"] is True
+    # Each role reads those four secrets and no other.
+    for role in ("WebRole", "LoaderRole"):
+        statements = [st for policy in resources[role]["Properties"]["Policies"]
+                      for st in policy["PolicyDocument"]["Statement"]]
+        reads = [st for st in statements if "secretsmanager:GetSecretValue" in st["Action"]]
+        assert len(reads) == 1 and sorted(r["Ref"] for r in reads[0]["Resource"]) == sorted(names.values()), role
+        assert all("secretsmanager" not in str(st["Action"]) or st in reads for st in statements)
+
+    env = {"AWS_REGION": "eu-west-1", "REDIS_HOST": "redis.internal", "REDIS_PORT": "6379",
+           "DATA_BUCKET": "drops", "TRUSTED_PROXY": "10.0.0.0/16", "COOKIE_SECURE": "true"}
+    env.update({variable: f"arn-{ref}" for variable, ref in exports["Web"].items() if ref in names.values()})
+    made = {}
+    for host, role in (("a", "web"), ("b", "loader"), ("a", "web")):
+        src, root, bin_ = fake_host(tmp_path, host) if not (tmp_path / host).exists() else \
+            (tmp_path / host / "src", tmp_path / host / "root", tmp_path / host / "bin")
+        run = subprocess.run([str(src / "deploy" / "aws" / "bootstrap.sh"), role], capture_output=True, text=True,
+                             env={**os.environ, **env, "DESTDIR": str(root),
+                                  "PATH": f"{bin_}:{os.environ['PATH']}"}, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        path = root / "etc" / "banners" / "secrets.env"
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert not list(path.parent.glob("*.new"))
+        made.setdefault(host, []).append(env_file(path))
+        settings = env_file(root / "etc" / "banners" / "banners.env")
+        assert settings["BANNERS_REDIS_URL"] == "rediss://:value-of-arn-RedisAuthToken@redis.internal:6379/0"
+        assert settings["BANNERS_COOKIE_SECURE"] == "true"
+    expected = {"BANNERS_SECRET": "value-of-arn-BannersSecret",
+                "BANNERS_POSTBACK_TOKEN": "value-of-arn-PostbackToken",
+                "BANNERS_ADMIN_TOKEN": "value-of-arn-AdminToken"}
+    assert made["a"] == [expected, expected] and made["b"] == [expected]
+
+
+def test_https_listener_with_a_certificate_and_http_redirects_to_it():
+    """With CertificateArn: 443 (TLS 1.2+), 80 answers 301 to https.  Without: HTTP only.
+    The health check is the target group's (HTTP to the hosts on 8000), either way."""
+    doc = template()
+    resources = doc["Resources"]
+    assert doc["Parameters"]["CertificateArn"]["Default"] == ""
+    assert doc["Conditions"]["HasCertificate"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]}
+    https = resources["HttpsListener"]
+    assert https["Condition"] == "HasCertificate"
+    props = https["Properties"]
+    assert props["Protocol"] == "HTTPS" and props["Port"] == 443
+    assert props["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+    assert "TLS13" in props["SslPolicy"]
+    assert props["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "WebTargets"}}]
+    condition, redirect, forward = resources["HttpListener"]["Properties"]["DefaultActions"][0]["Fn::If"]
+    assert condition == "HasCertificate"
+    assert redirect["Type"] == "redirect" and redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301" and redirect["RedirectConfig"]["Port"] == "443"
+    assert forward == {"Type": "forward", "TargetGroupArn": {"Ref": "WebTargets"}}
+    ingress = resources["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress[1]["Fn::If"][0] == "HasCertificate" and ingress[1]["Fn::If"][1]["FromPort"] == 443
+    targets = resources["WebTargets"]["Properties"]
+    assert targets["Protocol"] == "HTTP" and targets["Port"] == 8000 and targets["HealthCheckPath"] == "/readyz"
+    # The visitor cookie is marked Secure exactly when the clients come over HTTPS.
+    for role in ("Web", "Loader"):
+        _, variables = user_data(resources[f"{role}Template"])
+        assert variables["CookieSecure"] == {"Fn::If": ["HasCertificate", "true", "false"]}
+    pattern = doc["Parameters"]["CertificateArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and \
+        re.fullmatch(pattern, "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab")
+
+
+def status_of(port: int, path: str) -> int:
+    """The answer's status, redirects not followed (a click's landing page is not ours to fetch)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@needs_serve_env
+def test_a_click_served_by_one_host_is_followed_by_another(redis_deploy, data, tmp_path):
+    """Two hosts as install-host.sh/bootstrap.sh set them up: one shared Redis, a state
+    folder each, the deployment's secrets.env on both.  Before it, each host made its
+    own secret: a click URL from A answered 400 on B (and was not recorded)."""
+    client = redis_deploy.client()
+    client.flushall()
+    serve_unit = unit_file(SYSTEMD / "banners-serve.service")
+    etc = tmp_path / "etc"
+    servers, ports = [], []
+    try:
+        for host in ("a", "b"):
+            state = Path(__import__("tempfile").mkdtemp(prefix=f"bs{host}-", dir="/tmp"))
+            paths = systemd_paths(state, data, etc)  # the same secrets.env: copied to every host
+            port = free_port()
+            env = unit_env(serve_unit, paths, {"BANNERS_BIND": f"127.0.0.1:{port}", "BANNERS_WORKERS": "1",
+                                               "BANNERS_REDIS_URL": redis_deploy.url})
+            if not servers:
+                load = subprocess.run([str(VENV_BIN / "banners"), "load", str(data), "--seed", "1"], env=env,
+                                      capture_output=True, text=True, timeout=120)
+                assert load.returncode == 0, load.stdout + load.stderr
+            servers.append((start_server(systemd_argv(serve_unit["Service"]["ExecStart"][0], env, paths), env,
+                                         port), state))
+            ports.append(port)
+        for port in ports:
+            wait_for(lambda: get(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, _, body = get(ports[0], "/campaigns/1", {"Accept": "application/json"})
+        assert status == 200
+        click = json.loads(body)["click_url"]
+        assert status_of(ports[1], click) == 302
+        assert status_of(ports[0], click) == 302
+    finally:
+        for server, state in servers:
+            server.stop()
+            shutil.rmtree(state, ignore_errors=True)

