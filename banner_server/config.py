@@ -353,12 +353,14 @@ def _field(var: Var):
     return field(default=var.unset if default is None else default)
 
 
-class _FromEnv:
-    @classmethod
-    def from_env(cls, env=None) -> "Settings":
+def settings_class(variables: dict[str, Var]) -> type:
+    """A frozen dataclass with one field per variable that has a `setting`, named by
+    it, defaulting to the variable's default (else its `unset`), and `from_env`."""
+
+    def from_env(cls, env=None):
         env = os.environ if env is None else env
         values = {}
-        for var in VARIABLES.values():
+        for var in variables.values():
             if var.setting:
                 value = var.get(env)
                 values[var.setting] = var.unset if value is None else value
@@ -366,13 +368,13 @@ class _FromEnv:
         values["redis_connect_timeout"] = max(values["redis_timeout"], values["redis_connect_timeout"])
         return cls(**values)
 
+    fields = [(var.setting, Any, _field(var)) for var in variables.values() if var.setting]
+    return make_dataclass("Settings", fields, frozen=True,
+                          namespace={"__module__": __name__, "from_env": classmethod(from_env)})
 
-# What a worker needs, read once from the variables `banners serve` set: one field per
-# variable with a `setting`, named by it, defaulting to the variable's default (else its
-# `unset`: a plain Redis on localhost when none is named, no networks, no origins).
-# Built from VARIABLES, so a new variable is one `_var(...)` line.
-Settings = make_dataclass(
-    "Settings", [(var.setting, Any, _field(var)) for var in VARIABLES.values() if var.setting],
-    bases=(_FromEnv,), frozen=True, namespace={"__module__": __name__},
-)
-Settings.__doc__ = "What a worker needs, read once from the variables (one field per Var with a `setting`)."
+
+# What a worker needs, read once from the variables `banners serve` set (a plain Redis
+# on localhost when none is named).  Built from VARIABLES: a new variable is one
+# `_var(...)` line above.
+Settings = settings_class(VARIABLES)
+Settings.__doc__ = "What a worker needs, read once from the BANNERS_* variables (config.settings_class)."
