@@ -13,6 +13,7 @@ from redis.exceptions import RedisClusterException
 from banner_server import config
 from banner_server.embedded_redis import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 from banner_server.keys import Keys
+from banner_server.text import clean
 from banner_server.topology import connect_client
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
@@ -104,7 +105,7 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
         if redis_url is None:
             looked = ("the folder does not exist" if not emb.state_dir.is_dir()
                       else f"nothing answers at {emb.url()}" if emb.url() else f"it has no {emb.urlfile.name}")
-            fail(f"no embedded Redis is running in the state folder {emb.state_dir} ({looked}); start it with "
+            fail(f"no embedded Redis is running in the state folder {clean(emb.state_dir)} ({looked}); start it with "
                  "`banners redis start` (a load starts it too), or give --redis-url (env BANNERS_REDIS_URL)")
     try:
         url = resolve_redis_url(redis_url, state_dir)
