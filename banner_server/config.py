@@ -14,7 +14,7 @@ import difflib
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -34,6 +34,8 @@ class Var:
     default: str | None  # text used when unset or empty; None: no value
     doc: str  # README: what it sets
     option: str | None = None  # the `banners serve` option (or every command's) that sets it
+    setting: str | None = None  # the Settings field a worker reads it into (None: gunicorn's or Redis')
+    unset: Any = None  # that field when the variable is unset and has no default
 
     def value(self, text: str) -> Any:
         try:
@@ -56,9 +58,21 @@ VARIABLES: dict[str, Var] = {}
 _SECRETS = {"BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN"}  # never echoed in a message
 
 
-def _var(name, parse, default, doc, option=None) -> Var:
-    var = VARIABLES[name] = Var(name, parse, default, doc, option)
+def _var(name, parse, default, doc, option=None, setting=None, unset=None) -> Var:
+    var = VARIABLES[name] = Var(name, parse, default, doc, option, setting, unset)
     return var
+
+
+def as_text(value) -> str:
+    """A checked value written back as the text its variable reads (serve hands its
+    options to gunicorn and the workers this way): unset is ""."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def check(env=None) -> None:
@@ -231,25 +245,31 @@ def _bind(text: str) -> str:
 # (order: the README's table)
 
 STATE_DIR = _var("BANNERS_STATE_DIR", _path, "var",
-                 "folder of the embedded Redis, its data, the reject log and the metrics", "--state-dir")
+                 "folder of the embedded Redis, its data, the reject log and the metrics", "--state-dir",
+                 setting="state_dir")
 REDIS_URL = _var("BANNERS_REDIS_URL", _redis_url, None,
-                 "`redis://`, `rediss://` (TLS), `unix://` URL of Redis or of any node of a Redis Cluster, or `redis+sentinel://host:port[,host:port]/MASTER`; unset: the embedded Redis", "--redis-url")
-KEY_PREFIX = _var("BANNERS_KEY_PREFIX", _text, "banners:", "prefix of every Redis key (several deployments, one Redis)")
+                 "`redis://`, `rediss://` (TLS), `unix://` URL of Redis or of any node of a Redis Cluster, or `redis+sentinel://host:port[,host:port]/MASTER`; unset: the embedded Redis", "--redis-url",
+                 setting="redis_url", unset="redis://127.0.0.1:6379/0")
+KEY_PREFIX = _var("BANNERS_KEY_PREFIX", _text, "banners:", "prefix of every Redis key (several deployments, one Redis)",
+                  setting="key_prefix")
 REDIS_MAXMEMORY = _var("BANNERS_REDIS_MAXMEMORY", _memory, "1gb",
                        "memory cap of the embedded Redis (read when it starts), e.g. `512mb`")
 BIND = _var("BANNERS_BIND", _bind, "127.0.0.1:8000",
             "address to listen on: `HOST[:PORT]`, `tcp://HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://FD`", "--bind")
 WORKERS = _var("BANNERS_WORKERS", _int(1), None, "worker processes; unset: two per core", "--workers")
-QUARTER = _var("BANNERS_QUARTER", _int(1, 4), None, "serve this quarter whatever the time (demos, tests)", "--quarter")
-TZ = _var("BANNERS_TZ", check_zone, None, "time zone of the quarter (IANA name); unset: the system's", "--tz")
-IMAGES = _var("BANNERS_IMAGES", _folder, None, "folder of `image_<id>.png` pictures to serve", "--images")
+QUARTER = _var("BANNERS_QUARTER", _int(1, 4), None, "serve this quarter whatever the time (demos, tests)", "--quarter",
+               setting="quarter")
+TZ = _var("BANNERS_TZ", check_zone, None, "time zone of the quarter (IANA name); unset: the system's", "--tz",
+          setting="tz")
+IMAGES = _var("BANNERS_IMAGES", _folder, None, "folder of `image_<id>.png` pictures to serve", "--images",
+              setting="images_dir")
 VISITOR_TTL = _var("BANNERS_VISITOR_TTL", _int(1), "86400", "seconds a visitor's last banner is remembered",
-                   "--visitor-ttl")
+                   "--visitor-ttl", setting="visitor_ttl")
 COOKIE_SECURE = _var("BANNERS_COOKIE_SECURE", _bool, "false", "mark the visitor cookie `Secure` (behind HTTPS)",
-                     "--cookie-secure")
+                     "--cookie-secure", setting="cookie_secure")
 TRUSTED_PROXIES = _var("BANNERS_TRUSTED_PROXIES", _networks, None,
                        "networks whose `X-Forwarded-For` is believed, separated by commas or spaces",
-                       "--trusted-proxy")
+                       "--trusted-proxy", setting="trusted_proxies", unset=())
 ACCESS_LOG = _var("BANNERS_ACCESS_LOG", _text, None, "gunicorn access log file (`-`: stderr); unset: none",
                   "--access-log")
 LOG_FORMAT = _var("BANNERS_LOG_FORMAT", _choice("text", "json"), "text",
@@ -261,18 +281,22 @@ KEEPALIVE = _var("BANNERS_KEEPALIVE", _int(0), "5", "seconds an idle keep-alive 
 WORKER_TIMEOUT = _var("BANNERS_WORKER_TIMEOUT", _int(1), "30",
                       "seconds after which a worker that does not report back is killed and replaced")
 REDIS_TIMEOUT = _var("BANNERS_REDIS_TIMEOUT", _seconds, "0.05",
-                     "seconds a request waits for Redis before answering from the worker's snapshot")
+                     "seconds a request waits for Redis before answering from the worker's snapshot",
+                     setting="redis_timeout")
 REDIS_CONNECT_TIMEOUT = _var("BANNERS_REDIS_CONNECT_TIMEOUT", _seconds, "0.25",
-                             "seconds a worker's connect to Redis may take (TCP, TLS, AUTH); at least the above")
+                             "seconds a worker's connect to Redis may take (TCP, TLS, AUTH); at least the above",
+                             setting="redis_connect_timeout")
 REDIS_RETRY = _var("BANNERS_REDIS_RETRY", _seconds, "1",
-                   "seconds a worker answers from its snapshot before trying Redis again")
+                   "seconds a worker answers from its snapshot before trying Redis again", setting="redis_retry")
 RECORD_IMPRESSIONS = _var("BANNERS_RECORD_IMPRESSIONS", _bool, "true",
-                          "count every banner answer as an impression (for `banners export`)")
+                          "count every banner answer as an impression (for `banners export`)",
+                          setting="record_impressions")
 CORS_ORIGINS = _var("BANNERS_CORS_ORIGINS", _origins, None,
                     "origins whose pages may read the JSON answers (embed.js), separated by commas; `*`: any, "
-                    "without credentials", "--cors-origin")
+                    "without credentials", "--cors-origin", setting="cors_origins", unset=())
 FRAME_ANCESTORS = _var("BANNERS_FRAME_ANCESTORS", _frame_ancestors, "*",
-                       "who may put /campaigns/{id}/embed in an iframe (CSP frame-ancestors)", "--frame-ancestors")
+                       "who may put /campaigns/{id}/embed in an iframe (CSP frame-ancestors)", "--frame-ancestors",
+                       setting="frame_ancestors")
 def _secret(text: str) -> str:
     if len(text.strip()) < 16:
         raise ValueError("must be at least 16 characters (it signs the click URLs)")
@@ -281,70 +305,44 @@ def _secret(text: str) -> str:
 
 SECRET = _var("BANNERS_SECRET", _secret, None,
                "secret that signs click URLs (16+ characters; the same on every host); unset: made once in "
-               "`STATE_DIR/secret`")
+               "`STATE_DIR/secret`", setting="secret")
 KEEP_EVENTS = _var("BANNERS_KEEP_EVENTS", _int(3600), "172800",
                    "seconds recorded impressions, clicks and conversions are kept in Redis for `banners export` "
-                   "(at least an hour)", "--keep-events")
+                   "(at least an hour)", "--keep-events", setting="keep_events")
 POSTBACK_TOKEN = _var("BANNERS_POSTBACK_TOKEN", _token, None,
-                      "bearer token `POST /conversions` requires (16+ characters); unset: postbacks answer 503")
+                      "bearer token `POST /conversions` requires (16+ characters); unset: postbacks answer 503",
+                      setting="postback_token")
 METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
-                   "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`")
+                   "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`", setting="metrics_dir")
 
 
-def _default(var: Var):
-    return var.get({})
+def _field(var: Var):
+    default = var.get({})  # the variable's default, checked like any value
+    return field(default=var.unset if default is None else default)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What a worker needs, read once from the variables `banners serve` set; the
-    defaults are the variables' (a plain Redis on localhost when none is named)."""
+def settings_class(variables: dict[str, Var]) -> type:
+    """A frozen dataclass with one field per variable that has a `setting`, named by
+    it, defaulting to the variable's default (else its `unset`), and `from_env`."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = _default(KEY_PREFIX)
-    quarter: int | None = None  # pinned quarter (demos, tests); None: from the clock
-    tz: str | None = None  # IANA zone; None: the system's
-    images_dir: Path | None = None
-    visitor_ttl: int = _default(VISITOR_TTL)
-    cookie_secure: bool = _default(COOKIE_SECURE)
-    trusted_proxies: tuple = ()  # networks whose X-Forwarded-For is believed
-    redis_timeout: float = _default(REDIS_TIMEOUT)  # the hot path never waits longer on Redis
-    # Connecting is once per worker but takes several round trips (TCP, TLS, AUTH); a
-    # refused connection fails at once, only a silent host costs this, once per retry.
-    redis_connect_timeout: float = _default(REDIS_CONNECT_TIMEOUT)
-    redis_retry: float = _default(REDIS_RETRY)
-    metrics_dir: Path | None = None
-    state_dir: Path = Path("var")
-    cors_origins: tuple = ()
-    frame_ancestors: str = "*"
-    record_impressions: bool = True
-    secret: str | None = None
-    keep_events: int = _default(KEEP_EVENTS)  # seconds the hour's recorded events are kept
-    postback_token: str | None = None  # None: POST /conversions answers 503
-
-    @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None):
         env = os.environ if env is None else env
-        redis_timeout = REDIS_TIMEOUT.get(env)
-        return cls(
-            redis_url=REDIS_URL.get(env) or cls.redis_url,
-            key_prefix=KEY_PREFIX.get(env),
-            quarter=QUARTER.get(env),
-            tz=TZ.get(env),
-            images_dir=IMAGES.get(env),
-            visitor_ttl=VISITOR_TTL.get(env),
-            cookie_secure=COOKIE_SECURE.get(env),
-            trusted_proxies=TRUSTED_PROXIES.get(env) or (),
-            redis_timeout=redis_timeout,
-            # Never less than one command's budget: a connect is at least one round trip.
-            redis_connect_timeout=max(redis_timeout, REDIS_CONNECT_TIMEOUT.get(env)),
-            redis_retry=REDIS_RETRY.get(env),
-            metrics_dir=METRICS_DIR.get(env),
-            state_dir=STATE_DIR.get(env),
-            cors_origins=CORS_ORIGINS.get(env) or (),
-            record_impressions=RECORD_IMPRESSIONS.get(env),
-            frame_ancestors=FRAME_ANCESTORS.get(env),
-            secret=SECRET.get(env),
-            keep_events=KEEP_EVENTS.get(env),
-            postback_token=POSTBACK_TOKEN.get(env),
-        )
+        values = {}
+        for var in variables.values():
+            if var.setting:
+                value = var.get(env)
+                values[var.setting] = var.unset if value is None else value
+        # Never less than one command's budget: a connect is at least one round trip.
+        values["redis_connect_timeout"] = max(values["redis_timeout"], values["redis_connect_timeout"])
+        return cls(**values)
+
+    fields = [(var.setting, Any, _field(var)) for var in variables.values() if var.setting]
+    return make_dataclass("Settings", fields, frozen=True,
+                          namespace={"__module__": __name__, "from_env": classmethod(from_env)})
+
+
+# What a worker needs, read once from the variables `banners serve` set (a plain Redis
+# on localhost when none is named).  Built from VARIABLES: a new variable is one
+# `_var(...)` line above.
+Settings = settings_class(VARIABLES)
+Settings.__doc__ = "What a worker needs, read once from the BANNERS_* variables (config.settings_class)."

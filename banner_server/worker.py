@@ -37,15 +37,9 @@ from gunicorn.workers.base import Worker
 from meinheld import server
 from meinheld.gmeinheld import MeinheldWorker as _Upstream
 
+from banner_server.text import clean  # the one escape, shared with the CLI
+
 from .app import ANSWERED_BY_APP
-
-# Control characters, DEL, C1 controls, quotes and backslashes are written as \xNN:
-# a `%0a` in a path or an ANSI escape in a User-Agent cannot forge or hide a line.
-_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x22, 0x5C, *range(0x7F, 0xA0))}
-
-
-def clean(value) -> str:
-    return str(value).translate(_ESCAPES)
 
 
 def patched_meinheld() -> bool:

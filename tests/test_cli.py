@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
+from banner_server.cli import data as cli_data
 from banner_server.clients.embedded import EmbeddedRedis
 from tests.test_loader import CLICKS, CONVS, IMPS, write
 from tests.serving import KEYS
@@ -70,7 +71,7 @@ def test_show_prints_a_table_one_banner_per_line(runner, redis_proc, real_redis,
     first = records[0]
     assert lines[1].split() == [str(first["quarter"]), str(first["campaign_id"]), first["scenario"],
                                 str(first["x"]), "1", str(first["banners"][0]["banner_id"]),
-                                first["banners"][0]["source"], cli._money(first["banners"][0]["revenue"]),
+                                first["banners"][0]["source"], cli_data.money(first["banners"][0]["revenue"]),
                                 str(first["banners"][0]["clicks"])]
 
 

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
+from banner_server.cli import export as cli_export
 from banner_server.clients.embedded import free_port
 from loader.pipeline import compute
 from loader.publish import publish
@@ -130,7 +131,7 @@ def test_serve_click_convert_export_load(server, real_redis, tmp_path, monkeypat
     assert request(port, "GET", "/click/forged-token-AAAA")[0] == 400
 
     # export hour 10 (the server's fake clock) an hour later, then load what it wrote
-    monkeypatch.setattr(cli, "_clock", lambda tz: (lambda: dt.datetime(2026, 11, 28, 11, 5, tzinfo=dt.timezone.utc)))
+    monkeypatch.setattr(cli_export, "_clock", lambda tz: (lambda: dt.datetime(2026, 11, 28, 11, 5, tzinfo=dt.timezone.utc)))
     out = tmp_path / "export"
     res = CliRunner().invoke(cli.main, ["export", str(out), "--hour", "2026-11-28T10", "--redis-url",
                                         f"unix://{real_redis.connection_pool.connection_kwargs['path']}"])

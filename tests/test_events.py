@@ -20,6 +20,7 @@ import redis
 from click.testing import CliRunner
 
 from banner_server import cli, config
+from banner_server.cli import export as cli_export
 from banner_server.app import error_serializer
 from banner_server.clock import hour_of
 from banner_server.layout.events import CLICK_TTL, EventStore
@@ -536,7 +537,7 @@ def test_export_then_load_selects_from_what_was_recorded(any_redis, tmp_path):
 def export(redis_proc, monkeypatch):
     """runs `banners export` against the real binary at a given local time."""
     def run(now: dt.datetime, *args):
-        monkeypatch.setattr(cli, "_clock", lambda tz: (lambda: now))
+        monkeypatch.setattr(cli_export, "_clock", lambda tz: (lambda: now))
         return CliRunner().invoke(cli.main, ["export", *args, "--redis-url", redis_proc.url], catch_exceptions=False)
 
     return run
@@ -591,7 +592,7 @@ def test_the_current_a_future_or_a_malformed_hour_is_a_usage_error(export, real_
 
 
 def test_export_with_redis_unreachable_exits_1(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "_clock", lambda tz: (lambda: at(0, 5, day=29)))
+    monkeypatch.setattr(cli_export, "_clock", lambda tz: (lambda: at(0, 5, day=29)))
     res = CliRunner().invoke(cli.main, ["export", str(tmp_path / "out"), "--redis-url",
                                         f"unix://{tmp_path}/none.sock"])
     assert res.exit_code == 1 and "cannot reach Redis" in res.output
@@ -608,5 +609,5 @@ def test_export_with_redis_unreachable_exits_1(monkeypatch, tmp_path):
     (dt.datetime(2026, 3, 29, 3, 10, tzinfo=ZONE), "2026-03-29T01"),
 ])
 def test_the_default_hour_is_the_last_one_that_is_over_across_daylight_saving(now, last):
-    assert cli._last_closed_hour(now) == last
+    assert cli_export._last_closed_hour(now) == last
     assert hour_of(now) > last

@@ -186,7 +186,7 @@ def test_the_gunicorn_settings_come_from_the_variables():
 
 def test_only_the_config_module_reads_the_environment():
     """BANNERS_* names and defaults were read in four places; now config.py owns them."""
-    product = [ROOT / "cli.py", ROOT / "gunicorn.conf.py", *sorted((ROOT / "banner_server").glob("*.py")),
+    product = [ROOT / "cli.py", ROOT / "gunicorn.conf.py", *sorted((ROOT / "banner_server").rglob("*.py")),
                *sorted((ROOT / "loader").glob("*.py"))]
     for path in product:
         if path.name == "config.py":
