@@ -1,5 +1,5 @@
 """The script-only app for `make bench`: the reference's fixed page plus one EVALSHA of
-the server's own pick script (banner_server.store.PICK_LUA) with the keys the server
+the server's own pick script (banner_server.web.store.PICK_LUA) with the keys the server
 builds (banner_server.keys.Keys), over its lean client, one connection per worker.
 script/floor is the price of the script; server/script the price of the server's own
 Python around it.
@@ -17,7 +17,7 @@ from banner_server.clock import quarter_source, system_clock
 from banner_server.config import Settings
 from banner_server.fastredis import FastRedis, _pack
 from banner_server.keys import Keys
-from banner_server.store import PICK_LUA
+from banner_server.web.store import PICK_LUA
 
 from reference_app import PAGE
 

@@ -14,7 +14,7 @@ import redis
 from harness import Workspace
 
 from banner_server.keys import Keys
-from banner_server.store import PICK_LUA
+from banner_server.web.store import PICK_LUA
 
 
 def main(argv=None) -> int:

@@ -5,12 +5,12 @@ import datetime as dt
 import falcon.testing
 import polars as pl
 
-from banner_server.app import create_app
+from banner_server.web.app import create_app
 from banner_server.clock import quarter_of
-from banner_server.images import ImageDir
+from banner_server.web.images import ImageDir
 from banner_server.keys import Keys
-from banner_server.metrics import Metrics
-from banner_server.store import SelectionStore
+from banner_server.web.metrics import Metrics
+from banner_server.web.store import SelectionStore
 from loader.pipeline import LoadResult
 from loader.publish import publish
 from loader.rules import SELECTION_SCHEMA

@@ -4,7 +4,7 @@ import pytest
 
 from banner_server.embedded_redis import free_port
 from banner_server.fastredis import FastRedis, FastRedisError
-from banner_server.store import PICK_LUA
+from banner_server.web.store import PICK_LUA
 from tests.conftest import RedisProcess
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from .app import create_app
-from .clock import hour_source, quarter_source, system_clock
-from .config import Settings
-from .images import ImageDir
-from .keys import Keys
-from .metrics import Metrics
-from .events import EventStore
-from .store import SelectionStore
-from .tokens import ClickSigner, load_secret
-from .topology import connect_client, connect_fast
+from ..web.app import create_app
+from ..clock import hour_source, quarter_source, system_clock
+from ..config import Settings
+from ..web.images import ImageDir
+from ..keys import Keys
+from ..web.metrics import Metrics
+from ..events import EventStore
+from ..web.store import SelectionStore
+from ..web.tokens import ClickSigner, load_secret
+from ..topology import connect_client, connect_fast
 
 
 def build(settings: Settings | None = None):

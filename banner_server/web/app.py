@@ -20,8 +20,8 @@ from falcon.util import mediatypes
 
 from . import visitors
 from .dashboard import DashboardResource
-from .events import EventStore
-from .ids import MAX_ID, parse_id
+from ..events import EventStore
+from ..ids import MAX_ID, parse_id
 from .images import ImageDir, banner_svg
 from .metrics import Metrics
 from .store import NoData, NotFound, SelectionStore

@@ -27,8 +27,8 @@ import falcon
 import redis
 from redis.exceptions import RedisClusterException
 
-from .ids import MAX_ID
-from .events import EventStore
+from ..ids import MAX_ID
+from ..events import EventStore
 from .tokens import BadToken, ClickSigner, ExpiredToken
 
 log = logging.getLogger("banner_server")

@@ -14,9 +14,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from .catalog import current_version, group_versions, read_selections, snapshot
-from .fastredis import FastRedis, FastRedisError, FastReplyError
-from .keys import Keys
+from ..catalog import current_version, group_versions, read_selections, snapshot
+from ..fastredis import FastRedis, FastRedisError, FastReplyError
+from ..keys import Keys
 
 # One round trip to one node: check the group's `current` is the version the worker
 # built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
