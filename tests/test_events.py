@@ -20,7 +20,7 @@ import redis
 from click.testing import CliRunner
 
 from banner_server import cli, config
-from banner_server.web.app import error_serializer
+from banner_server.web.html import error_serializer
 from banner_server.clock import hour_of
 from banner_server.events import CLICK_TTL, EventStore
 from banner_server.keys import Keys

@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import RedisProcess
 from tests.serving import STANDARD, make_client, publish_rows
 from banner_server.fastredis import FastRedis
-from banner_server.web.store import make_client as redis_client
+from banner_server.topology import connect_client as redis_client
 
 JSON = {"Accept": "application/json", "User-Agent": "t"}
 

@@ -69,7 +69,7 @@ def test_content_negotiation(client, headers, query, is_json):
 
 
 def test_accept_cache_is_bounded_and_keeps_answering(client):
-    from banner_server.web.app import _accept_prefers_json
+    from banner_server.web.html import _accept_prefers_json
 
     for i in range(3000):  # any client can send new values: old ones age out
         res = client.simulate_get("/campaigns/7", headers={"Accept": f"application/json, text/x-{i}"})

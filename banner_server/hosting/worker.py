@@ -37,7 +37,7 @@ from gunicorn.workers.base import Worker
 from meinheld import server
 from meinheld.gmeinheld import MeinheldWorker as _Upstream
 
-from ..web.app import ANSWERED_BY_APP
+from ..web.ops import ANSWERED_BY_APP
 
 # Control characters, DEL, C1 controls, quotes and backslashes are written as \xNN:
 # a `%0a` in a path or an ANSI escape in a User-Agent cannot forge or hide a line.

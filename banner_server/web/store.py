@@ -10,13 +10,11 @@ import time
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException
-from redis.retry import Retry
 
 from ..catalog import current_version, group_versions, read_selections, snapshot
 from ..fastredis import FastRedis, FastRedisError, FastReplyError
 from ..keys import Keys
+from ..topology import CLIENT_ERRORS
 
 # One round trip to one node: check the group's `current` is the version the worker
 # built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
@@ -106,21 +104,9 @@ class Pick:
     degraded: str | None = None
 
 
-def make_client(url: str, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=connect_timeout or timeout,
-        health_check_interval=0,
-        retry_on_timeout=False,
-        # One immediate retry on a connection Redis closed while idle; redis-py's
-        # default (10 retries, up to 1 s apart) would stall a worker on a dead Redis.
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
-# RedisClusterException is not a RedisError (redis-py's cluster client raises it too).
-REDIS_ERRORS = (redis.RedisError, RedisClusterException, FastRedisError)
+# redis-py's errors (topology.CLIENT_ERRORS) and the fast client's: what Redis being
+# away or refusing looks like to a pick.
+REDIS_ERRORS = (*CLIENT_ERRORS, FastRedisError)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -154,6 +140,22 @@ class Backoff:
         self.failed_at = self.monotonic()
 
 
+def _registered_on_use(client, source: str):
+    """redis-py's Script for `source`, made on its first call: redis-py asks the client
+    for its encoder when a script is registered, and a topology.LazyClient (a Redis not
+    reached yet) can only answer that from Redis: a store is built while Redis is down,
+    and the first pick meets the connection error like any other."""
+    script = None
+
+    def call(keys: list, args: list):
+        nonlocal script
+        if script is None:
+            script = client.register_script(source)
+        return script(keys=keys, args=args)
+
+    return call
+
+
 class SelectionStore:
     """`client` (redis-py) reads snapshots and answers /readyz; `fast`, when given,
     runs the per-request pick (see fastredis: a third of the CPU of redis-py)."""
@@ -166,7 +168,7 @@ class SelectionStore:
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
-        scripts = fast.script if fast is not None else client.register_script
+        scripts = fast.script if fast is not None else lambda source: _registered_on_use(client, source)
         self._pick = scripts(PICK_LUA)
         self._record = scripts(RECORD_LUA)
         # The version of the snapshot: kept when Redis loses `current`, so degraded
