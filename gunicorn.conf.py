@@ -2,4 +2,4 @@
 gets the settings of `banners serve`, which live in the package (so that an
 installed wheel has them too)."""
 
-from banner_server.gunicorn_conf import *  # noqa: F401,F403
+from banner_server.hosting.gunicorn_conf import *  # noqa: F401,F403

@@ -11,7 +11,7 @@ import time
 from harness import ROOT, Workspace  # noqa: F401  (puts the project on sys.path)
 
 from banner_server.config import Settings
-from banner_server.wsgi import build
+from banner_server.hosting.wsgi import build
 
 
 def environ(i: int) -> dict:

@@ -5,12 +5,14 @@ import datetime as dt
 import falcon.testing
 import polars as pl
 
-from banner_server.app import create_app
 from banner_server.clock import quarter_of
-from banner_server.images import ImageDir
+from banner_server.config import Settings
 from banner_server.layout.keys import Keys
-from banner_server.metrics import Metrics
-from banner_server.store import SelectionStore
+from banner_server.web.app import create_app
+from banner_server.web.images import ImageDir
+from banner_server.web.metrics import Metrics
+from banner_server.web.services import Services
+from banner_server.web.store import SelectionStore
 from loader.pipeline import LoadResult
 from loader.publish import publish
 from loader.rules import SELECTION_SCHEMA
@@ -50,18 +52,22 @@ class Clock:
         self.now = self.now.replace(hour=hour, minute=minute)
 
 
-APP_OPTIONS = ("hour", "signer", "now", "cors_origins", "frame_ancestors", "cookie_secure", "trusted_proxies")
+# Keywords of make_client that are settings of the app, and services of it; the others go to the store.
+SETTINGS_OPTIONS = ("cors_origins", "frame_ancestors", "cookie_secure", "trusted_proxies")
+SERVICE_OPTIONS = ("hour", "signer", "now")
 
 
 def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **kw):
     """A falcon.testing client over a store on `redis_client`, or on the
     (client, FastRedis | None) pair of the `server_redis` fixture; keywords of
-    create_app go to it, the others to the store."""
+    Settings and Services go to them, the others to the store."""
     clock = clock or Clock()
-    app_kw = {k: kw.pop(k) for k in APP_OPTIONS if k in kw}
+    settings = Settings(**{k: kw.pop(k) for k in SETTINGS_OPTIONS if k in kw})
+    service_kw = {k: kw.pop(k) for k in SERVICE_OPTIONS if k in kw}
     if isinstance(redis_client, tuple):
         redis_client, kw["fast"] = redis_client
     store = SelectionStore(redis_client, KEYS, **kw)
     quarter = (lambda: pinned) if pinned else (lambda: quarter_of(clock()))
-    app = create_app(store, quarter, images=ImageDir(images), metrics=metrics or Metrics(), **app_kw)
+    services = Services(store, quarter, images=ImageDir(images), metrics=metrics or Metrics(), **service_kw)
+    app = create_app(settings, services)
     return falcon.testing.TestClient(app), store

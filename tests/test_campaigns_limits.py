@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from banner_server.tracking import with_click_id
+from banner_server.web.tracking import with_click_id
 from loader.campaigns import MAX_URL
 from loader.pipeline import compute
 

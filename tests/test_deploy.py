@@ -31,7 +31,7 @@ import yaml
 from click.testing import CliRunner
 
 from banner_server.clients.embedded import free_port, redis_server_binary
-from banner_server.tokens import ClickSigner
+from banner_server.web.tokens import ClickSigner
 from tests.harness import RedisProcess
 from tests.serving import KEYS
 

@@ -21,12 +21,12 @@ from click.testing import CliRunner
 
 from banner_server import cli, config
 from banner_server.cli import export as cli_export
-from banner_server.app import error_serializer
 from banner_server.clock import hour_of
 from banner_server.layout.events import CLICK_TTL, EventStore
 from banner_server.layout.keys import Keys
-from banner_server.tokens import ClickSigner
-from banner_server.tracking import ClickResource, ConversionResource, parse_revenue, with_click_id
+from banner_server.web.html import error_serializer
+from banner_server.web.tokens import ClickSigner
+from banner_server.web.tracking import ClickResource, ConversionResource, parse_revenue, with_click_id
 from loader.export import hour_files, write_files
 from loader.pipeline import compute
 
@@ -160,7 +160,7 @@ def test_an_hour_is_read_back_over_every_group_and_deleted(any_redis):
 
 def test_what_the_pick_counts_is_what_the_export_reads(any_redis):
     """The server's pick script counts impressions; read_hour finds every one of them."""
-    from banner_server.store import SelectionStore
+    from banner_server.web.store import SelectionStore
     from tests.serving import STANDARD, publish_rows
 
     publish_rows(any_redis, STANDARD)

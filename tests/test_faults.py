@@ -4,8 +4,8 @@ import pytest
 
 from tests.harness import RedisProcess
 from tests.serving import STANDARD, make_client, publish_rows
+from banner_server.clients.detect import connect_client as redis_client
 from banner_server.clients.fast import FastRedis
-from banner_server.store import make_client as redis_client
 
 JSON = {"Accept": "application/json", "User-Agent": "t"}
 
@@ -156,7 +156,7 @@ def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc, kind
 def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_request(proc, kind, monkeypatch):
     import redis
 
-    from banner_server import store as store_mod
+    from banner_server.web import store as store_mod
 
     publish_rows(proc.client(), STANDARD)
     client, store, mono = serving(proc, kind)

@@ -179,7 +179,7 @@ def test_the_gunicorn_settings_come_from_the_variables():
            "BANNERS_WORKER_TIMEOUT": "11", "BANNERS_LOG_LEVEL": "warning"}
     code = ("import runpy, sys; c = runpy.run_path(sys.argv[1]); "
             "print(c['bind'], c['workers'], c['keepalive'], c['timeout'], c['loglevel'], c['proc_name'])")
-    for conf in (ROOT / "gunicorn.conf.py", ROOT / "banner_server" / "gunicorn_conf.py"):
+    for conf in (ROOT / "gunicorn.conf.py", ROOT / "banner_server" / "hosting" / "gunicorn_conf.py"):
         out = subprocess.run([sys.executable, "-c", code, str(conf)], env=env, cwd=ROOT, capture_output=True, text=True)
         assert out.stdout.split() == ["127.0.0.1:9", "3", "7", "11", "warning", "banners"], out.stderr
 

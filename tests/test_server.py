@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from banner_server.clock import quarter_of, quarter_source, system_clock
-from banner_server.metrics import Metrics
+from banner_server.web.metrics import Metrics
 from tests.serving import STANDARD, Clock, make_client, publish_rows
 
 JSON = {"Accept": "application/json"}
@@ -69,7 +69,7 @@ def test_content_negotiation(client, headers, query, is_json):
 
 
 def test_accept_cache_is_bounded_and_keeps_answering(client):
-    from banner_server.app import _accept_prefers_json
+    from banner_server.web.html import _accept_prefers_json
 
     for i in range(3000):  # any client can send new values: old ones age out
         res = client.simulate_get("/campaigns/7", headers={"Accept": f"application/json, text/x-{i}"})
@@ -354,7 +354,7 @@ def test_metrics_add_up_across_workers(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from banner_server.metrics import Metrics; "
+    code = ("import sys; from pathlib import Path; from banner_server.web.metrics import Metrics; "
             "Metrics(Path(sys.argv[1])).observe('/x', '200', 0.001)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
     assert 'banners_http_requests_total{route="/x",status="200"} 3' in Metrics(tmp_path).render()
@@ -373,7 +373,7 @@ def test_head_and_options(client):
 def test_forwarded_for_only_from_trusted_proxies():
     import ipaddress
 
-    from banner_server.visitors import client_address
+    from banner_server.web.visitors import client_address
 
     trusted = (ipaddress.ip_network("10.0.0.0/8"),)
     assert client_address("203.0.113.9", "1.2.3.4", trusted) == "203.0.113.9"  # not a proxy of ours
@@ -389,14 +389,14 @@ def test_gunicorn_conf_falls_back_to_gthread_without_meinheld(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    conf = root / "banner_server" / "gunicorn_conf.py"  # what `banners serve` hands gunicorn
-    code = ("import sys, runpy; sys.modules['meinheld'] = None; sys.modules['banner_server.worker'] = None; "
+    conf = root / "banner_server" / "hosting" / "gunicorn_conf.py"  # what `banners serve` hands gunicorn
+    code = ("import sys, runpy; sys.modules['meinheld'] = None; sys.modules['banner_server.hosting.worker'] = None; "
             f"c = runpy.run_path({str(conf)!r}); print(c['worker_class'], c['_fallback'] is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
     assert out == ["gthread", "True"]
     code = f"import runpy; c = runpy.run_path({str(conf)!r}); print(c['worker_class'], c['reuse_port'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.split()
-    assert out == ["banner_server.worker.MeinheldWorker", "True"]
+    assert out == ["banner_server.hosting.worker.MeinheldWorker", "True"]
 
 
 def test_serve_rejects_bad_options_with_usage_errors(tmp_path):
@@ -483,7 +483,7 @@ def test_every_banner_answer_is_counted_as_an_impression(loaded):
 
 
 def test_json_carries_a_signed_click_url_and_the_name(loaded):
-    from banner_server.tokens import ClickSigner
+    from banner_server.web.tokens import ClickSigner
 
     signer = ClickSigner(b"k" * 32)
     client, _ = make_client(loaded, signer=signer, now=lambda: 1_800_000_000)

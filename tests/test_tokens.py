@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from banner_server.tokens import TOKEN_TTL, BadToken, ClickSigner, ExpiredToken, load_secret
+from banner_server.web.tokens import TOKEN_TTL, BadToken, ClickSigner, ExpiredToken, load_secret
 
 SIGNER = ClickSigner(b"s" * 32)
 NOW = 1_800_000_000

@@ -18,7 +18,7 @@ import banner_server
 from banner_server import config
 from banner_server.bind import bind_problem, describe
 from banner_server.layout.catalog import read_selections
-from banner_server.images import ImageDir
+from banner_server.web.images import ImageDir
 from banner_server.text import clean
 
 from .common import (EXIT_USAGE, connect, fail, flag_setting_option, keys, redis_options, safe_url, setting_option,
@@ -104,8 +104,8 @@ def serve(ctx: click.Context, **options):
     click.echo(f"serving on {address} (Redis {safe_url(url)})", err=True)
     sys.stderr.flush()
     # The settings live in the package, so an installed wheel serves as a checkout does.
-    conf = Path(banner_server.__file__).resolve().parent / "gunicorn_conf.py"
-    os.execv(sys.executable, [sys.executable, "-m", "banner_server.gunicorn_run", "-c", str(conf)])
+    conf = Path(banner_server.__file__).resolve().parent / "hosting" / "gunicorn_conf.py"
+    os.execv(sys.executable, [sys.executable, "-m", "banner_server.hosting.gunicorn_run", "-c", str(conf)])
 
 
 def _say_what_will_be_served(client, images: Path | None) -> None:

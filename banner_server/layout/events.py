@@ -95,12 +95,9 @@ class EventStore:
         self.keys = keys
         self.keep_events = int(keep_events)
         self.click_ttl = int(click_ttl)
-        self._scripts = None  # registered on first use: a client of a Redis that is down at start
-        # (clients.detect.LazyClient) connects on first use, and the server must start all the same
+        self._scripts = {s.name: bind(r, s) for s in (NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION)}
 
     def _script(self, name: str):
-        if self._scripts is None:
-            self._scripts = {s.name: bind(self.r, s) for s in (NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION)}
         return self._scripts[name]
 
     # -- the layout ----------------------------------------------------------------

@@ -44,7 +44,25 @@ ALL = (PICK, RECORD, NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION, SWITCH, ROLLBA
 
 def bind(client, script: Script):
     """A callable `(keys, args)` running `script` on `client`, of either kind."""
-    register = getattr(client, "register_script", None)
-    if register is not None:
-        return register(script.source)
-    return client.script(script.source)
+    # Asked of the class: a redis-py LazyClient (a Redis not reached yet) answers any
+    # attribute by connecting first.
+    if getattr(type(client), "script", None) is not None:  # the hot path's clients
+        return client.script(script.source)
+    return _Registered(client, script.source)
+
+
+class _Registered:
+    """redis-py's Script for a source, made on its first call: redis-py asks the client
+    for its encoder when a script is registered, and a LazyClient can only answer that
+    from Redis, so a server built while Redis is down must not register at start (its
+    first call meets the connection error like any other)."""
+
+    __slots__ = ("client", "source", "script")
+
+    def __init__(self, client, source: str):
+        self.client, self.source, self.script = client, source, None
+
+    def __call__(self, keys=(), args=()):
+        if self.script is None:
+            self.script = self.client.register_script(self.source)
+        return self.script(keys=list(keys), args=list(args))

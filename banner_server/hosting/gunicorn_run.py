@@ -1,4 +1,4 @@
-"""gunicorn's command line as `banners serve` starts it (`python -m banner_server.gunicorn_run`).
+"""gunicorn's command line as `banners serve` starts it (`python -m banner_server.hosting.gunicorn_run`).
 
 The same as `python -m gunicorn`, except that a Ctrl-C landing while gunicorn is
 still importing (before its signal handlers exist) ends quietly with status 130

@@ -28,8 +28,8 @@ try:
     timeout = _config.WORKER_TIMEOUT.get()
     accesslog = _config.ACCESS_LOG.get()
     loglevel = _config.LOG_LEVEL.get()
-    logger_class = ("banner_server.logs.JsonLogger" if _config.LOG_FORMAT.get() == "json"
-                    else "banner_server.logs.BannersLogger")
+    logger_class = ("banner_server.hosting.logs.JsonLogger" if _config.LOG_FORMAT.get() == "json"
+                    else "banner_server.hosting.logs.BannersLogger")
     _metrics_dir = _config.METRICS_DIR.get()
 except _config.SettingError as exc:  # `banners serve` checks first; this is for a plain `gunicorn`
     _sys.exit(f"error: {exc}")
@@ -42,7 +42,7 @@ backlog = 2048
 # SO_REUSEPORT for unix sockets: there the master binds one socket for all workers.
 reuse_port = _is_tcp(bind)
 # gunicorn waits this long for workers to finish on TERM (then SIGKILLs them);
-# meinheld's workers stop within a second (see banner_server/worker.py).
+# meinheld's workers stop within a second (see banner_server/hosting/worker.py).
 graceful_timeout = 10
 worker_connections = 4096
 # Header limits (used by gunicorn's own workers; meinheld has its fixed ones).
@@ -50,13 +50,13 @@ limit_request_line = 4096
 limit_request_fields = 100
 limit_request_field_size = 8190
 proc_name = "banners"
-wsgi_app = "banner_server.wsgi:application"
+wsgi_app = "banner_server.hosting.wsgi:application"
 control_socket_disable = True
 
 try:
-    import banner_server.worker  # noqa: F401  (imports meinheld)
+    import banner_server.hosting.worker  # noqa: F401  (imports meinheld)
 
-    worker_class = "banner_server.worker.MeinheldWorker"
+    worker_class = "banner_server.hosting.worker.MeinheldWorker"
     _fallback = None
 except ImportError as exc:  # pragma: no cover - depends on the install
     worker_class = "gthread"

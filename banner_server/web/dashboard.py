@@ -14,6 +14,7 @@ from typing import Callable
 
 import falcon
 
+from .html import HTML_HEADERS, page, wants_json
 from .images import ImageDir
 from .metrics import Metrics
 from .store import SelectionStore
@@ -60,7 +61,7 @@ def _row(b: dict, top_rev: float, top_clicks: float) -> str:
             f'<td class="rule">{html.escape(b["source"])}</td><td class="num">{b["served"]}</td></tr>')
 
 
-def render_html(data: dict, page: Callable[[str, str], str]) -> str:
+def render_html(data: dict) -> str:
     parts = [f'<h1>Dashboard</h1><p class="meta">Version {html.escape(str(data["version"] or "none"))} · '
              f'quarter {data["current_quarter"]} of the hour now · served counts since the server started</p>']
     if not data["quarters"]:
@@ -85,26 +86,21 @@ def render_html(data: dict, page: Callable[[str, str], str]) -> str:
 
 
 class DashboardResource:
-    def __init__(self, store: SelectionStore, quarter: Callable[[], int], metrics: Metrics, images: ImageDir,
-                 wants_json: Callable[[falcon.Request], bool], page: Callable[[str, str], str],
-                 html_headers: dict):
+    def __init__(self, store: SelectionStore, quarter: Callable[[], int], metrics: Metrics, images: ImageDir):
         self.store = store
         self.quarter = quarter
         self.metrics = metrics
         self.images = images
-        self.wants_json = wants_json
-        self.page = page
-        self.html_headers = html_headers
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = dashboard_data(self.store, self.metrics, self.images, self.quarter())
         resp.cache_control = ["no-store"]
         resp.vary = ["Accept"]
-        if self.wants_json(req):
+        if wants_json(req):
             resp.media = data
             return
         resp.content_type = falcon.MEDIA_HTML
-        resp.set_headers(self.html_headers)
-        resp.text = render_html(data, self.page)
+        resp.set_headers(HTML_HEADERS)
+        resp.text = render_html(data)
 
     on_head = on_get

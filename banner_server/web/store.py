@@ -10,14 +10,12 @@ import time
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from .layout.catalog import current_version, group_versions, read_selections, snapshot
-from .clients.errors import REDIS_ERRORS, FastReplyError
-from .clients.fast import FastRedis
-from .layout.keys import Keys
-from .layout.scripts import PICK, RECORD, bind
+from ..clients.errors import REDIS_ERRORS, FastReplyError
+from ..clients.fast import FastRedis
+from ..layout.catalog import current_version, group_versions, read_selections, snapshot
+from ..layout.keys import Keys
+from ..layout.scripts import PICK, RECORD, bind
 
 
 log = logging.getLogger("banner_server")
@@ -41,19 +39,6 @@ class Pick:
     # why Redis did not pick: "redis_unreachable" | "redis_oom" | "redis_error" |
     # "redis_empty" (drawn from the snapshot, recorded in Redis)
     degraded: str | None = None
-
-
-def make_client(url: str, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=connect_timeout or timeout,
-        health_check_interval=0,
-        retry_on_timeout=False,
-        # One immediate retry on a connection Redis closed while idle; redis-py's
-        # default (10 retries, up to 1 s apart) would stall a worker on a dead Redis.
-        retry=Retry(NoBackoff(), 1),
-    )
 
 
 
@@ -87,6 +72,7 @@ class Backoff:
 
     def failed(self) -> None:
         self.failed_at = self.monotonic()
+
 
 
 class SelectionStore:

@@ -19,16 +19,15 @@ import html
 import json
 import logging
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import falcon
-import redis
-from redis.exceptions import RedisClusterException
-
-from .ids import MAX_ID
-from .layout.events import EventStore
+from ..clients.errors import CLIENT_ERRORS
+from ..ids import MAX_ID, parse_id
+from ..layout.events import EventStore
+from .html import HTML_HEADERS, RETRY_AFTER, page
 from .tokens import BadToken, ClickSigner, ExpiredToken
 
 log = logging.getLogger("banner_server")
@@ -36,25 +35,14 @@ log = logging.getLogger("banner_server")
 MAX_BODY = 4096  # a postback is three fields; anything near this is not one
 MAX_REVENUE = Decimal(10) ** 12  # per conversion; beyond it is a mistake, not a sale
 REVENUE_DECIMALS = 9  # the loader ranks revenue rounded to 9 decimals
-RETRY_AFTER = 5
 # Safe in a Location header as they are: RFC 3986's reserved characters and '%' (the
 # published URL may be percent-encoded already); anything else (non-ASCII, spaces,
 # quotes, control characters) is percent-encoded, so no header can be forged.
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?").fullmatch
-_REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
 Landing = Callable[[int], "tuple[str | None, str] | None"]
 Clock = Callable[[], dt.datetime]
-
-
-def _plain_page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"</head><body><main>{body}</main></body></html>")
-
-
-_PLAIN_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                  "Content-Security-Policy": "default-src 'none'; base-uri 'none'; form-action 'none'"}
 
 
 def with_click_id(url: str, click_id: int | None) -> str:
@@ -104,14 +92,12 @@ class ClickResource:
 
     HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
-    def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock,
-                 page: Callable[[str, str], str] = _plain_page, html_headers: dict | None = None):
+    def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock):
         self.events = events
         self.signer = signer
         self.landing = landing
         self.now = now
-        self.page = page
-        self.html_headers = {**(html_headers or _PLAIN_HEADERS), **self.HEADERS}
+        self.html_headers = {**HTML_HEADERS, **self.HEADERS}
 
     def _verify(self, req: falcon.Request, token: str, now: dt.datetime) -> tuple[int, int, int]:
         try:
@@ -142,7 +128,7 @@ class ClickResource:
         if record:
             try:
                 click_id = self.events.record_click(campaign, banner, served_at, now)
-            except _REDIS_ERRORS as exc:
+            except CLIENT_ERRORS as exc:
                 log.warning("click on banner %d of campaign %d not recorded (Redis: %s: %s); the visitor is sent "
                             "on without a click_id", banner, campaign, type(exc).__name__, exc)
         target = self.landing(campaign)
@@ -159,7 +145,7 @@ class ClickResource:
                     else "Your click was not recorded." if record else "")
         resp.content_type = falcon.MEDIA_HTML
         resp.set_headers(self.html_headers)
-        resp.text = self.page(
+        resp.text = page(
             name,
             f"<h1>{html.escape(name)}</h1><p>This campaign has no landing page to take you to. {recorded}</p>"
             f'<p><a href="/">All campaigns</a></p>')
@@ -171,20 +157,24 @@ class Malformed(ValueError):
     """A postback this service cannot read; the message says which field and why."""
 
 
-def parse_id(value, name: str) -> int:
-    """An id from JSON (an integer, or its digits as a string) or a form field."""
+def id_field(value, name: str) -> int:
+    """An id from JSON (an integer, or its digits as a string) or a form field; text goes
+    through the one id parser (ids.parse_id)."""
     if isinstance(value, bool):
-        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {json.dumps(value)}")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
+        shown = json.dumps(value)
+    elif isinstance(value, int):
+        if 0 <= value <= MAX_ID:
+            return value
+        shown = str(value)
+    elif isinstance(value, str):
+        number = parse_id(value)
+        if number is not None:
+            return number
+        # 19 digits above the range are shown as the number they are, anything else quoted
+        shown = value if value.isascii() and value.isdigit() and len(value) <= 19 else repr(value[:40])
     else:
-        shown = value if isinstance(value, str) else json.dumps(value, default=str)
-        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {shown[:40]!r}")
-    if not 0 <= number <= MAX_ID:
-        raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {number}")
-    return number
+        shown = repr(json.dumps(value, default=str)[:40])
+    raise Malformed(f"{name} must be an integer from 0 to {MAX_ID}, not {shown}")
 
 
 def parse_revenue(value) -> str:
@@ -249,7 +239,7 @@ def read_postback(content_type: str | None, body: bytes) -> tuple[int, int, str]
     missing = [n for n in ("click_id", "conversion_id", "revenue") if n not in fields]
     if missing:
         raise Malformed(f"missing {', '.join(missing)}: a postback names click_id, conversion_id and revenue")
-    return (parse_id(fields["click_id"], "click_id"), parse_id(fields["conversion_id"], "conversion_id"),
+    return (id_field(fields["click_id"], "click_id"), id_field(fields["conversion_id"], "conversion_id"),
             parse_revenue(fields["revenue"]))
 
 
@@ -323,7 +313,7 @@ class ConversionResource:
             return
         try:
             result = self.events.record_conversion(click_id, conversion_id, revenue, self.now())
-        except _REDIS_ERRORS as exc:
+        except CLIENT_ERRORS as exc:
             log.warning("postback of conversion %d not recorded (Redis: %s: %s); answered 503", conversion_id,
                         type(exc).__name__, exc)
             self._error(resp, 503, "Not recorded", "Redis is unreachable: the conversion was not recorded; "

@@ -39,7 +39,7 @@ from meinheld.gmeinheld import MeinheldWorker as _Upstream
 
 from banner_server.text import clean  # the one escape, shared with the CLI
 
-from .app import ANSWERED_BY_APP
+from ..web.ops import ANSWERED_BY_APP
 
 
 def patched_meinheld() -> bool:
