@@ -186,17 +186,6 @@ def test_click_rate_key_is_in_the_visitors_group_per_minute():
     assert q.CLICK_RATE_TTL > q.CLICK_RATE_WINDOW
 
 
-def test_click_rate_script_counts_and_expires():
-    lupa = pytest.importorskip("lupa")
-    fakeredis = pytest.importorskip("fakeredis")
-    del lupa
-    r = fakeredis.FakeRedis()
-    key = q.click_rate_key("t:", "{g1.1}", "a:v", NOW)
-    counts = [r.eval(q.CLICK_RATE_LUA, 1, key, q.CLICK_RATE_TTL) for _ in range(3)]
-    assert counts == [1, 2, 3]
-    assert 0 < r.ttl(key) <= q.CLICK_RATE_TTL
-
-
 # -- the user-agent cache -------------------------------------------------------------------
 
 def test_verdicts_are_cached_and_the_cache_is_bounded(monkeypatch):

@@ -58,16 +58,14 @@ _PURPOSE_WORDS = ("prefetch", "prerender", "preview")
 UA_CACHE_SIZE = 8192  # ~300 bytes a user-agent: ~2.5 MB a worker at most
 CLICK_RATE_WINDOW = 60  # seconds: BANNERS_MAX_CLICKS_PER_MINUTE counts per clock minute
 
-# The click path's rate counter: one call on the visitor's slot (the key is in its
-# group, like {p}{g}:vis:{visitor}), cluster-safe, answering the count with this click:
-#     EVALSHA <sha of CLICK_RATE_LUA> 1 <click_rate_key(...)> <CLICK_RATE_TTL>
-# A fixed window (the clock minute), so a burst across a minute's edge may reach twice
-# the cap before it counts as click_rate; the TTL outlives the minute it counts.
-CLICK_RATE_LUA = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
+# The click path's rate counter, `click_rate_key(...)`: the click's one Lua call (the
+# events work's click script, on the visitor's group slot like {p}{g}:vis:{visitor})
+# declares it as one more key, increments it, gives it CLICK_RATE_TTL when the count
+# is 1, and answers the count with this click; that count is `clicks_this_minute`.
+# No extra round trip, cluster-safe (every key declared, one slot). (The Lua itself
+# belongs in banner_server/layout/lua/, where every script lives.) A fixed window (the
+# clock minute), so a burst across a minute's edge may reach twice the cap before it
+# counts as click_rate; the TTL outlives the minute it counts.
 CLICK_RATE_TTL = 2 * CLICK_RATE_WINDOW
 
 
@@ -148,7 +146,7 @@ class Classifier:
         served_at: when the token says the banner was served (None: no usable token);
         now: the injected clock; impression_seen: the caller found this visitor's
         impression of this banner (the token's visitor tag is the visitor's);
-        clicks_this_minute: what CLICK_RATE_LUA answered (this click included), None
+        clicks_this_minute: the rate counter after this click (see click_rate_key), None
         when not asked; replay / other_visitor: what the events work found.
         """
         if not self.enabled:
