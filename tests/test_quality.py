@@ -58,7 +58,7 @@ def env(user_agent=CHROME, **headers):
 def valid_click(c, **kw):
     args = dict(served_at=NOW - 5, now=NOW, impression_seen=True, clicks_this_minute=1)
     args.update(kw)
-    return c.click("GET", kw.pop("env", env()), "198.51.100.7", **args)
+    return c.click("GET", env(), "198.51.100.7", **args)
 
 
 # -- impressions ------------------------------------------------------------------------
