@@ -316,6 +316,39 @@ METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
                    "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`", setting="metrics_dir")
 
 
+# -- traffic quality (banner_server/web/quality.py reads these: Classifier.from_env) --
+
+def _seconds_or_zero(text: str) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _substrings(text: str) -> tuple:
+    parts = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    if not parts:
+        raise ValueError("must name at least one user-agent substring")
+    return parts
+
+
+CLASSIFY = _var("BANNERS_CLASSIFY", _bool, "true",
+                "classify traffic: bots, prefetch, `HEAD`, clicks without an impression, too fast or too many "
+                "are answered but counted apart (`false`: every request counts)")
+BOT_USER_AGENTS = _var("BANNERS_BOT_USER_AGENTS", _substrings, None,
+                       "your own user-agent substrings to count apart (`operator_ua`), separated by commas, "
+                       "any case")
+BOT_NETWORKS = _var("BANNERS_BOT_NETWORKS", _networks, None,
+                    "your own networks to count apart (`operator_network`), separated by commas or spaces")
+MIN_CLICK_DELAY = _var("BANNERS_MIN_CLICK_DELAY", _seconds_or_zero, "1",
+                       "seconds a click must come after its impression (sooner: `too_fast`; 0: no minimum)")
+MAX_CLICKS_PER_MINUTE = _var("BANNERS_MAX_CLICKS_PER_MINUTE", _int(0), "10",
+                             "clicks a visitor may make in a clock minute (more: `click_rate`; 0: no cap)")
+
+
 def _field(var: Var):
     default = var.get({})  # the variable's default, checked like any value
     return field(default=var.unset if default is None else default)
