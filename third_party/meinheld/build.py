@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 VERSION = "1.0.2"
-LOCAL = "banners1"  # PEP 440 local version: pip shows it is the patched build
+LOCAL = "banners2"  # PEP 440 local version: pip shows it is the patched build
 SHA256 = "008c76937ac2117cc69e032dc69cea9f85fc605de9bac1417f447c41c16a56d6"
 
 # (file, exact upstream text, replacement): each must match exactly once, so a
@@ -83,6 +83,377 @@ PATCHES = [
         'version="1.0.2"',
         f'version="{VERSION}+{LOCAL}"',
     ),
+    # --- banners2 ---------------------------------------------------------
+    # 4. Transfer-Encoding (RFC 9112 6.1, 6.3).  Upstream matched the header name
+    #    case-sensitively and only a value starting "chunked": `xchunked`,
+    #    `identity`, `gzip, chunked` or a lowercase `transfer-encoding: chunked`
+    #    left the body framed by Content-Length (or by nothing), so the body of a
+    #    request could be read as the next request (smuggling).
+    (
+        "meinheld/server/http_request_parser.c",
+        """int headers_complete_cb(http_parser *p) {""",
+        """/* banners: the status to refuse a request's Transfer-Encoding with, 0 if
+   there is none or it is exactly `chunked` (then the body is read chunked,
+   whatever the case of the header's name or value). */
+static int is_tchar(unsigned char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+         (ch >= 'A' && ch <= 'Z') || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int transfer_encoding_status(http_parser *p, PyObject *env) {
+  static PyObject *te_key = NULL;
+  PyObject *value;
+  const char *s;
+  Py_ssize_t len, i = 0;
+  int chunked = 0, chunked_last = 0, unknown = 0;
+
+  if (te_key == NULL && (te_key = NATIVE_FROMSTRING("HTTP_TRANSFER_ENCODING")) == NULL) {
+    return 500;
+  }
+  value = PyDict_GetItem(env, te_key);
+  if (value == NULL) {
+    return (p->flags & F_CHUNKED) ? 400 : 0;
+  }
+  if (p->set_content_length || p->content_length != ULLONG_MAX) {
+    return 400; /* Transfer-Encoding and Content-Length: request smuggling */
+  }
+  s = PyUnicode_AsUTF8AndSize(value, &len);
+  if (s == NULL) {
+    PyErr_Clear();
+    return 400;
+  }
+  /* several Transfer-Encoding headers arrive joined by ", " */
+  while (i <= len) {
+    Py_ssize_t start, end, name_end;
+    while (i < len && (s[i] == ' ' || s[i] == '\\t')) i++;
+    start = i;
+    while (i < len && s[i] != ',') i++;
+    end = i;
+    while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\\t')) end--;
+    i++; /* past the comma */
+    name_end = start;
+    while (name_end < end && is_tchar((unsigned char)s[name_end])) name_end++;
+    if (name_end == start || (name_end < end && s[name_end] != ';' &&
+                              s[name_end] != ' ' && s[name_end] != '\\t')) {
+      return 400; /* empty or malformed coding */
+    }
+    if (name_end - start == 7 && strncasecmp(s + start, "chunked", 7) == 0) {
+      if (chunked || name_end != end) {
+        return 400; /* chunked twice, or with parameters */
+      }
+      chunked = chunked_last = 1;
+    } else {
+      unknown = 1;
+      chunked_last = 0;
+    }
+  }
+  if (chunked && !chunked_last) {
+    return 400; /* chunked must be the final coding of a request */
+  }
+  if (unknown) {
+    return 501;
+  }
+  p->flags |= F_CHUNKED;
+  return 0;
+}
+
+int headers_complete_cb(http_parser *p) {""",
+    ),
+    (
+        "meinheld/server/http_request_parser.c",
+        """  // Last header
+  if (likely(req->field && req->value)) {
+    if (add_header(req) < 0) {
+      return -1;
+    }
+  }
+""",
+        """  // Last header
+  if (likely(req->field && req->value)) {
+    if (add_header(req) < 0) {
+      return -1;
+    }
+  }
+
+  ret = transfer_encoding_status(p, env);
+  if (unlikely(ret != 0)) {
+    req->bad_request_code = ret;
+    return -1;
+  }
+""",
+    ),
+    (
+        "meinheld/server/response.c",
+        """#define MSG_500                                                                \\
+  H_MSG_500""",
+        """#define H_MSG_501                                                         \\
+  "HTTP/1.0 501 Not Implemented\\r\\nContent-Type: text/html\\r\\nServer: " SERVER \\
+  "\\r\\n\\r\\n"
+
+#define MSG_501                                                            \\
+  H_MSG_501                                                                \\
+      "<html><head><title>Not Implemented</title></head><body><p>Not "    \\
+      "Implemented.</p></body></html>"
+
+#define MSG_500                                                                \\
+  H_MSG_500""",
+    ),
+    (
+        "meinheld/server/response.c",
+        """    case 503:
+      blocking_write(client, MSG_503, sizeof(MSG_503) - 1);""",
+        """    case 501:
+      blocking_write(client, MSG_501, sizeof(MSG_501) - 1);
+      client->write_bytes -= sizeof(H_MSG_501) - 1;
+      break;
+    case 503:
+      blocking_write(client, MSG_503, sizeof(MSG_503) - 1);""",
+    ),
+    # 5. epoll_ctl (issue 23).  Every fd was added with EPOLLEXCLUSIVE, which the
+    #    kernel refuses to MODify: each keep-alive request cost a failing
+    #    EPOLL_CTL_MOD (EINVAL) and a failing EPOLL_CTL_ADD (EEXIST), and a
+    #    response waiting for EPOLLOUT never got it registered.  Now only the
+    #    listening socket (shared by the workers: the thundering herd) is
+    #    exclusive, and a just-accepted fd, known not to be registered, is ADDed
+    #    without the MOD that failed with ENOENT.  Measured with strace on one of
+    #    2 workers under wrk: 6794 epoll_ctl calls, 6757 failing, for ~3400
+    #    requests -> see the report in build.py's MEASURED below.
+    (
+        "meinheld/server/picoev_epoll.c",
+        """picoev_globals picoev;
+""",
+        """picoev_globals picoev;
+
+/* banners: picoev_fd._backend bits (the epoll backend's own). */
+#define BACKEND_EXCLUSIVE 1   /* the listening socket: EPOLLEXCLUSIVE */
+#define BACKEND_REGISTERED 2  /* known to be in the epoll set (exclusive only) */
+#define BACKEND_FRESH 4       /* known NOT to be in it (just accepted) */
+
+void picoev_epoll_exclusive(int fd) {
+  picoev.fds[fd]._backend = BACKEND_EXCLUSIVE;
+}
+
+void picoev_epoll_fresh(int fd) { picoev.fds[fd]._backend = BACKEND_FRESH; }
+""",
+    ),
+    (
+        "meinheld/server/picoev_epoll.c",
+        """  if ((events & PICOEV_DEL) != 0) {
+    /* nothing to do */
+  } else if ((events & PICOEV_READWRITE) == 0) {
+    SET(EPOLL_CTL_DEL, 1);
+  } else {
+    SET(EPOLL_CTL_MOD, 0);
+    if (epoll_ret != 0) {
+      assert(errno == ENOENT);
+      ev.events |= EPOLLEXCLUSIVE;
+      SET(EPOLL_CTL_ADD, 1);
+    }
+  }
+""",
+        """  if ((events & PICOEV_DEL) != 0) {
+    /* nothing to do */
+  } else if ((events & PICOEV_READWRITE) == 0) {
+    SET(EPOLL_CTL_DEL, 1);
+    if (target->_backend & BACKEND_EXCLUSIVE) {
+      target->_backend = BACKEND_EXCLUSIVE;
+    }
+  } else if (target->_backend & BACKEND_EXCLUSIVE) {
+    /* an exclusive registration cannot be modified (EINVAL): the listening
+       socket only ever waits for EPOLLIN, so keep it, or add it. */
+    if (!(target->_backend & BACKEND_REGISTERED)) {
+      ev.events |= EPOLLEXCLUSIVE;
+      SET(EPOLL_CTL_ADD, 1);
+      target->_backend = BACKEND_EXCLUSIVE | BACKEND_REGISTERED;
+    }
+  } else if (target->_backend & BACKEND_FRESH) {
+    target->_backend = 0;
+    SET(EPOLL_CTL_ADD, 0);
+    if (epoll_ret != 0 && errno == EEXIST) {
+      SET(EPOLL_CTL_MOD, 1);
+    }
+  } else {
+    /* maybe still registered (deferred delete), maybe closed and reused */
+    SET(EPOLL_CTL_MOD, 0);
+    if (epoll_ret != 0) {
+      assert(errno == ENOENT);
+      SET(EPOLL_CTL_ADD, 1);
+    }
+  }
+""",
+    ),
+    (
+        "meinheld/server/picoev_epoll.c",
+        """      event->events = 0;
+      epoll_ctl(loop->epfd, EPOLL_CTL_DEL, event->data.fd, event);""",
+        """      event->events = 0;
+      epoll_ctl(loop->epfd, EPOLL_CTL_DEL, event->data.fd, event);
+      if (target->_backend & BACKEND_EXCLUSIVE) {
+        target->_backend = BACKEND_EXCLUSIVE;
+      }""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """      setup_listen_sock(listen_sock);
+      ret = picoev_add(main_loop, listen_sock, PICOEV_READ, ACCEPT_TIMEOUT_SECS,""",
+        """      setup_listen_sock(listen_sock);
+      picoev_epoll_exclusive(listen_sock);
+      ret = picoev_add(main_loop, listen_sock, PICOEV_READ, ACCEPT_TIMEOUT_SECS,""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """      if (client_fd != -1) {
+        DEBUG("accept fd %d", client_fd);""",
+        """      if (client_fd != -1) {
+        DEBUG("accept fd %d", client_fd);
+        picoev_epoll_fresh(client_fd);""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """#include "greensupport.h"
+""",
+        """#include "greensupport.h"
+
+/* banners: picoev_epoll.c (the only poller built on Linux) */
+void picoev_epoll_exclusive(int fd);
+void picoev_epoll_fresh(int fd);
+""",
+    ),
+    # 6. greenlet 3 (issue 23).  The bundled greenlet.h is greenlet 0.4's: its
+    #    macros read fields that greenlet 3's PyGreenlet no longer has.
+    #    greenlet_dead() read weakreflist/dict and answered "alive" for every
+    #    finished greenlet, so every meinheld.spawn() greenlet (and what its
+    #    frame held) leaked; greenlet_getparent() read past the end of the
+    #    object.  The header is now the installed greenlet's (patch_tree copies
+    #    it) and its C API functions are used.  A spawned greenlet's own
+    #    reference now lives in a set and is dropped when it is seen dead; a
+    #    sleeping request greenlet (timer) is no longer decref'd by the timer,
+    #    which would have freed it under its client once greenlet_dead worked.
+    (
+        "meinheld/server/greensupport.c",
+        """PyObject *greenlet_setparent(PyObject *g, PyObject *parent) {
+  import_greenlet();
+  return PyGreenlet_SetParent((PyGreenlet *)g, (PyGreenlet *)parent);
+}
+
+PyObject *greenlet_getparent(PyObject *g) {
+  import_greenlet();
+  return (PyObject *)PyGreenlet_GET_PARENT((PyGreenlet *)g);
+}""",
+        """PyObject *greenlet_setparent(PyObject *g, PyObject *parent) {
+  import_greenlet();
+  if (PyGreenlet_SetParent((PyGreenlet *)g, (PyGreenlet *)parent) != 0) {
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+/* borrowed, as the callers expect: a greenlet holds a reference to its parent */
+PyObject *greenlet_getparent(PyObject *g) {
+  PyObject *parent;
+  import_greenlet();
+  parent = (PyObject *)PyGreenlet_GetParent((PyGreenlet *)g);
+  Py_XDECREF(parent);
+  return parent;
+}
+
+/* banners: the references meinheld.spawn() keeps to its running greenlets */
+static PyObject *spawned = NULL;
+
+int greenlet_keep_spawned(PyObject *g) {
+  if (spawned == NULL && (spawned = PySet_New(NULL)) == NULL) {
+    return -1;
+  }
+  return PySet_Add(spawned, g);
+}
+
+void greenlet_release_if_dead(PyObject *g) {
+  if (spawned != NULL && greenlet_dead(g)) {
+    if (PySet_Discard(spawned, g) < 0) {
+      PyErr_Clear();
+    }
+  }
+}""",
+    ),
+    (
+        "meinheld/server/greensupport.c",
+        """int greenlet_dead(PyObject *g) {
+  if (PyGreenlet_ACTIVE((PyGreenlet *)g) ||
+      !PyGreenlet_STARTED((PyGreenlet *)g)) {""",
+        """int greenlet_dead(PyObject *g) {
+  import_greenlet();
+  if (PyGreenlet_ACTIVE((PyGreenlet *)g) ||
+      !PyGreenlet_STARTED((PyGreenlet *)g)) {""",
+    ),
+    (
+        "meinheld/server/greensupport.h",
+        """int greenlet_dead(PyObject *g);""",
+        """int greenlet_dead(PyObject *g);
+int greenlet_keep_spawned(PyObject *g);
+void greenlet_release_if_dead(PyObject *g);""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """  Py_XDECREF(res);
+  if (greenlet_dead(greenlet)) {
+    Py_DECREF(greenlet);
+  }
+}""",
+        """  Py_XDECREF(res);
+  greenlet_release_if_dead(greenlet);
+}""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """  res = internal_schedule_call(0, func, func_args, func_kwargs, greenlet);
+  Py_XDECREF(res);""",
+        """  res = internal_schedule_call(0, func, func_args, func_kwargs, greenlet);
+  Py_XDECREF(res);
+  /* banners: the spawned greenlet's own reference, dropped once it is dead */
+  if (res == NULL || greenlet_keep_spawned(greenlet) < 0) {
+    Py_DECREF(greenlet);
+    return NULL;
+  }
+  Py_DECREF(greenlet);""",
+    ),
+    (
+        "meinheld/server/timer.c",
+        """      res = greenlet_switch(timer->greenlet, timer->args, timer->kwargs);
+      if (greenlet_dead(timer->greenlet)) {
+        Py_DECREF(timer->greenlet);
+      }""",
+        """      res = greenlet_switch(timer->greenlet, timer->args, timer->kwargs);
+      greenlet_release_if_dead(timer->greenlet);""",
+    ),
+    # 7. Python 3.13 removed PyEval_CallObject(WithKeywords) and
+    #    Py_TRASHCAN_SAFE_BEGIN/END (issue 23): their replacements exist since 3.8.
+    (
+        "meinheld/server/response.c",
+        "data = PyEval_CallObject(close, args);",
+        "data = PyObject_Call(close, args, NULL);",
+    ),
+    (
+        "meinheld/server/response.c",
+        "result = PyEval_CallObject(method, (PyObject *)NULL);",
+        "result = PyObject_CallNoArgs(method);",
+    ),
+    (
+        "meinheld/server/timer.c",
+        """      res = PyEval_CallObjectWithKeywords(timer->callback, timer->args,
+                                          timer->kwargs);""",
+        """      res = PyObject_Call(timer->callback, timer->args, timer->kwargs);""",
+    ),
+    (
+        "meinheld/server/timer.c",
+        """  Py_TRASHCAN_SAFE_BEGIN(self);
+  TimerObject_clear(self);
+  PyObject_GC_Del(self);
+  Py_TRASHCAN_SAFE_END(self);""",
+        """  Py_TRASHCAN_BEGIN(self, TimerObject_dealloc);
+  TimerObject_clear(self);
+  PyObject_GC_Del(self);
+  Py_TRASHCAN_END;""",
+    ),
 ]
 
 
@@ -93,6 +464,14 @@ def patch_tree(root: Path) -> None:
         if text.count(old) != 1:
             sys.exit(f"meinheld patch does not apply to {rel}: expected text found {text.count(old)} times")
         path.write_text(text.replace(old, new))
+    # greenlet 3's own header (the installed one, which the build compiles
+    # against) in place of the bundled greenlet 0.4 header (patch 6).
+    import greenlet
+
+    header = Path(greenlet.__file__).parent / "greenlet.h"
+    if not header.is_file():
+        sys.exit(f"{header}: greenlet's C header is missing; reinstall greenlet")
+    (root / "meinheld/server/greenlet.h").write_text(header.read_text())
 
 
 def fetch_sdist(into: Path) -> Path:
