@@ -212,12 +212,15 @@ int headers_complete_cb(http_parser *p) {""",
     # 5. epoll_ctl (issue 23).  Every fd was added with EPOLLEXCLUSIVE, which the
     #    kernel refuses to MODify: each keep-alive request cost a failing
     #    EPOLL_CTL_MOD (EINVAL) and a failing EPOLL_CTL_ADD (EEXIST), and a
-    #    response waiting for EPOLLOUT never got it registered.  Now only the
-    #    listening socket (shared by the workers: the thundering herd) is
-    #    exclusive, and a just-accepted fd, known not to be registered, is ADDed
-    #    without the MOD that failed with ENOENT.  Measured with strace on one of
-    #    2 workers under wrk: 6794 epoll_ctl calls, 6757 failing, for ~3400
-    #    requests -> see the report in build.py's MEASURED below.
+    #    response waiting for a slow reader never got EPOLLOUT registered: the
+    #    worker spun on writev -> EAGAIN (3384 of them in half a second for one
+    #    16 MiB answer) instead of sleeping.  Now only the listening socket
+    #    (shared by the workers: the thundering herd) is exclusive, and a
+    #    just-accepted fd, known not to be registered, is ADDed without the MOD
+    #    that failed with ENOENT.  strace -f -c on one of 2 workers under wrk
+    #    (bench/reference_app.py): before, 11818 epoll_ctl calls, 11776 failing,
+    #    for ~5900 requests; after, 3353 calls (one MOD a keep-alive request),
+    #    none failing, for ~3350 requests.
     (
         "meinheld/server/picoev_epoll.c",
         """picoev_globals picoev;
