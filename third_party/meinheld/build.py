@@ -324,10 +324,12 @@ void picoev_epoll_fresh(int fd);
     ),
     # 6. greenlet 3 (issue 23).  The bundled greenlet.h is greenlet 0.4's: its
     #    macros read fields that greenlet 3's PyGreenlet no longer has.
-    #    greenlet_dead() read weakreflist/dict and answered "alive" for every
-    #    finished greenlet, so every meinheld.spawn() greenlet (and what its
-    #    frame held) leaked; greenlet_getparent() read past the end of the
-    #    object.  The header is now the installed greenlet's (patch_tree copies
+    #    greenlet_dead() read the weakref list and __dict__ as the stack
+    #    pointers: a finished spawned greenlet anything held a weak reference
+    #    to stayed "alive" and leaked (1000 of 1000 in the test), a suspended
+    #    one with a __dict__ read as "dead" and lost its reference under it;
+    #    greenlet_getparent() read past the end of the object, so
+    #    meinheld.sleep() in a request answered 500.  The header is now the installed greenlet's (patch_tree copies
     #    it) and its C API functions are used.  A spawned greenlet's own
     #    reference now lives in a set and is dropped when it is seen dead; a
     #    sleeping request greenlet (timer) is no longer decref'd by the timer,
@@ -456,6 +458,117 @@ void greenlet_release_if_dead(PyObject *g);""",
   TimerObject_clear(self);
   PyObject_GC_Del(self);
   Py_TRASHCAN_END;""",
+    ),
+    # 8. Request greenlets are reused (issue 23).  A fresh greenlet a request
+    #    cost CPython a new 16 KiB frame stack (an mmap and a munmap a request,
+    #    seen with strace).  A pooled greenlet runs requests in a loop and parks
+    #    itself between them (at most GREENLET_POOL_MAX idle); each request gets
+    #    a fresh contextvars Context, as a new greenlet would.  While parked it
+    #    only accepts a request from call_wsgi_handler (a marker tuple): a value
+    #    or an exception from anything else (a finished meinheld.spawn() child,
+    #    whose parent it is, or a stale resume) is logged if an error and handed
+    #    back to the hub, where upstream's dead greenlet would have sent it.
+    (
+        "meinheld/server/server.c",
+        """static void call_wsgi_handler(client_t *client) {""",
+        """#ifdef WITH_GREENLET
+#define GREENLET_POOL_MAX 64
+static PyObject *greenlet_pool[GREENLET_POOL_MAX];
+static int greenlet_pool_len = 0;
+static PyObject *pooled_handler_func = NULL;
+
+static PyObject *pooled_handler(PyObject *self, PyObject *args) {
+  PyObject *got = args, *call_args, *ctx, *res, *current, *hub;
+
+  Py_INCREF(got);
+  for (;;) {
+    call_args = PyTuple_GetSlice(got, 1, 2);
+    Py_DECREF(got);
+    if (call_args == NULL) {
+      return NULL;
+    }
+    ctx = PyContext_New();
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
+      Py_XDECREF(ctx);
+      Py_DECREF(call_args);
+      return NULL;
+    }
+    res = app_handler(NULL, call_args);
+    Py_DECREF(call_args);
+    if (PyContext_Exit(ctx) < 0) {
+      PyErr_Clear();
+    }
+    Py_DECREF(ctx);
+    if (res == NULL || greenlet_pool_len >= GREENLET_POOL_MAX) {
+      return res;
+    }
+    Py_DECREF(res);
+    current = greenlet_getcurrent(); /* the pool's reference */
+    greenlet_pool[greenlet_pool_len++] = current;
+    for (;;) {
+      hub = greenlet_getparent(current);
+      got = greenlet_switch(hub, hub_switch_value, NULL);
+      if (got != NULL && PyTuple_CheckExact(got) && PyTuple_GET_SIZE(got) == 2 &&
+          PyTuple_GET_ITEM(got, 0) == pooled_handler_func) {
+        break; /* the next request (call_wsgi_handler took it from the pool) */
+      }
+      if (got == NULL) {
+        call_error_logger();
+      }
+      Py_XDECREF(got);
+    }
+  }
+}
+
+static PyMethodDef pooled_handler_def = {"_pooled_handler", (PyCFunction)pooled_handler,
+                                         METH_VARARGS, 0};
+#endif
+
+static void call_wsgi_handler(client_t *client) {""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """  args = PyTuple_Pack(1, req->environ);
+#ifdef WITH_GREENLET
+  // new greenlet
+  greenlet = greenlet_new(handler, NULL);
+  // set_greenlet
+  pyclient->greenlet = greenlet;
+  Py_INCREF(pyclient->greenlet);
+""",
+        """#ifdef WITH_GREENLET
+  if (pooled_handler_func == NULL) {
+    pooled_handler_func = PyCFunction_NewEx(&pooled_handler_def, NULL, NULL);
+    if (pooled_handler_func == NULL) {
+      call_error_logger();
+      return;
+    }
+  }
+  /* banners: a parked greenlet, else a new one running pooled_handler */
+  if (greenlet_pool_len > 0) {
+    greenlet = greenlet_pool[--greenlet_pool_len];
+  } else {
+    greenlet = greenlet_new(pooled_handler_func, NULL);
+    if (greenlet == NULL) {
+      call_error_logger();
+      return;
+    }
+  }
+  args = PyTuple_Pack(2, pooled_handler_func, req->environ);
+  // set_greenlet
+  pyclient->greenlet = greenlet;
+  Py_INCREF(pyclient->greenlet);
+""",
+    ),
+    (
+        "meinheld/server/server.c",
+        """#else
+  pyclient->greenlet = NULL;
+  res = PyObject_CallObject(handler, args);""",
+        """#else
+  args = PyTuple_Pack(1, req->environ);
+  pyclient->greenlet = NULL;
+  res = PyObject_CallObject(handler, args);""",
     ),
 ]
 

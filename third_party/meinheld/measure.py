@@ -1,6 +1,7 @@
 """Measures meinheld builds side by side on the request path (the numbers in build.py).
 
-    python third_party/meinheld/measure.py [--before DIR] [--seconds 10] [--strace]
+    python third_party/meinheld/measure.py [--before DIR] [--also NAME=DIR] [--rounds N]
+                                           [--seconds 10] [--strace]
 
 Starts bench/reference_app.py on gunicorn + meinheld (the project's gunicorn.conf.py,
 2 workers) once per build: the installed one ("after") and, with --before, a build
@@ -117,12 +118,16 @@ def trace(name: str, pythonpath: str | None, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", help="folder with the other build (pip install --target)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+                    help="another build to measure (pip install --target DIR), after --before")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the whole series (noisy machines)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--strace", action="store_true")
     args = ap.parse_args()
-    runs = ([("before", args.before)] if args.before else []) + [("after", None)]
+    runs = ([("before", args.before)] if args.before else [])
+    runs += [tuple(a.split("=", 1)) for a in args.also] + [("after", None)]
     with tempfile.TemporaryDirectory(prefix="mh-measure-") as tmp:
-        for name, path in runs:
+        for name, path in runs * args.rounds:
             if args.strace:
                 trace(name, path, Path(tmp))
             else:
