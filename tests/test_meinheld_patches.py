@@ -98,9 +98,11 @@ def test_a_chunked_body_is_read_as_one_body_whatever_the_case(server, header):
 
 
 APP = textwrap.dedent("""
-    import gc, sys, weakref
+    import contextvars, gc, sys, weakref
     import greenlet, meinheld
     from meinheld import server
+
+    var = contextvars.ContextVar("var")
 
     ran = 0
     spawned = []
@@ -122,6 +124,11 @@ APP = textwrap.dedent("""
             gc.collect()
             alive = sum(r() is not None for r in spawned)
             body = f"{ran} {alive}".encode()
+        elif path == "/ctx":
+            body = repr(var.get(None)).encode()
+            var.set("set by an earlier request")
+        elif path == "/boom":
+            raise RuntimeError("boom")
         elif path == "/big":
             body = b"x" * (16 << 20)
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -202,3 +209,31 @@ def test_a_response_waits_for_a_slow_reader_on_a_kept_alive_connection(bare):
         while chunk := s.recv(1 << 20):
             got += len(chunk)
     assert got > 16 << 20
+
+
+def test_reused_greenlets_start_each_request_afresh(bare):
+    """Request greenlets are pooled: a context variable set by one request, or an
+    exception it raised, must not reach the next one on the same greenlet."""
+    port, proc = bare
+    for _ in range(10):
+        assert body_of(port, "/ctx") == b"None"
+        reply = exchange(port, b"GET /boom HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert status_of(reply) == 500
+    assert body_of(port, "/ok") == b"ok" and proc.poll() is None
+
+
+def test_pooled_greenlets_serve_suspended_requests_side_by_side(bare):
+    """Several answers waiting for their readers at once (each on its own pooled
+    greenlet), then read: all complete, and the worker keeps serving."""
+    port, _ = bare
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    for s in socks:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert body_of(port, "/ok") == b"ok"
+    for s in socks:
+        got = 0
+        while chunk := s.recv(1 << 20):
+            got += len(chunk)
+        s.close()
+        assert got > 16 << 20
+    assert body_of(port, "/ctx") == b"None"
