@@ -124,6 +124,9 @@ APP = textwrap.dedent("""
             gc.collect()
             alive = sum(r() is not None for r in spawned)
             body = f"{ran} {alive}".encode()
+        elif path == "/greenlets":
+            gc.collect()
+            body = str(sum(isinstance(o, greenlet.greenlet) for o in gc.get_objects())).encode()
         elif path == "/ctx":
             body = repr(var.get(None)).encode()
             var.set("set by an earlier request")
@@ -237,3 +240,26 @@ def test_pooled_greenlets_serve_suspended_requests_side_by_side(bare):
         s.close()
         assert got > 16 << 20
     assert body_of(port, "/ctx") == b"None"
+
+
+def test_pipelined_requests_do_not_strand_greenlets(bare):
+    """meinheld serves a pipelined request from inside the greenlet that finished
+    the one before it; a pooled greenlet must return there, not to the loop (which
+    left the outer greenlet suspended for ever: one leaked a pipelined pair)."""
+    port, _ = bare
+    # a few greenlets parked by the loop itself: answers suspended side by side
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    for s in socks:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert body_of(port, "/ok") == b"ok"
+    for s in socks:
+        while s.recv(1 << 20):
+            pass
+        s.close()
+    pair = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    for _ in range(3):
+        assert exchange(port, pair).count(b"HTTP/1.1 200") == 2
+    start = int(body_of(port, "/greenlets"))
+    for _ in range(50):
+        assert exchange(port, pair).count(b"HTTP/1.1 200") == 2
+    assert int(body_of(port, "/greenlets")) - start < 10

@@ -559,10 +559,24 @@ static void call_wsgi_handler(client_t *client) {""",
       return;
     }
   }
-  /* banners: a parked greenlet, else a new one running pooled_handler */
+  /* banners: a parked greenlet, else a new one running pooled_handler.  Its
+     parent becomes the current greenlet, as a new one's would be: a pipelined
+     request is served from inside the greenlet that finished the previous one,
+     which must get control back when this one finishes (or waits). */
+  greenlet = NULL;
   if (greenlet_pool_len > 0) {
+    PyObject *current = greenlet_getcurrent(), *ok;
     greenlet = greenlet_pool[--greenlet_pool_len];
-  } else {
+    ok = greenlet_setparent(greenlet, current);
+    Py_XDECREF(current);
+    if (ok == NULL) { /* a cycle (it is an ancestor of the current one) */
+      PyErr_Clear();
+      greenlet_pool[greenlet_pool_len++] = greenlet;
+      greenlet = NULL;
+    }
+    Py_XDECREF(ok);
+  }
+  if (greenlet == NULL) {
     greenlet = greenlet_new(pooled_handler_func, NULL);
     if (greenlet == NULL) {
       call_error_logger();
