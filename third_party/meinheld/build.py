@@ -477,12 +477,15 @@ void greenlet_release_if_dead(PyObject *g);""",
     #    whose parent it is, or a stale resume) is logged if an error and handed
     #    back to the hub, where upstream's dead greenlet would have sent it.
     #    Measured with measure.py (bench/reference_app.py on 2 workers, wrk
-    #    -t2 -c64 -d10s, same run, 2 rounds, on a shared 2-core box with a load
-    #    average near 10, so req/s is noisy; CPU/request is the steadier one):
-    #      banners1 (before):        11406 / 10040 req/s, 33.5 / 35.3 us CPU a request
-    #      banners2 without pool:    10606 / 11578 req/s, 36.0 / 37.2 us
-    #      banners2 (with the pool): 17703 / 20718 req/s, 20.8 / 23.3 us
-    #    and strace: 0 mmap/munmap a request (was one of each, 16 KiB).
+    #    -t2 -c64 -d10s, builds alternated in one run, on a shared 2-core box
+    #    with a load average of 6-11: req/s swings with the neighbours, worker
+    #    CPU a request is the steady figure).  Two runs of 2 rounds each:
+    #      banners1 (before):      33.5 35.3 35.7 31.3 us CPU a request
+    #      banners2 without pool:  36.0 37.2 30.3 33.4 us
+    #      banners2 (this):        20.8 23.3 24.6 22.5 us  (about -33%)
+    #      req/s, same order: 11406 10040 14294 9622 / 10606 11578 24275 8181 /
+    #                         17703 20718 15015 11333
+    #    strace: no mmap/munmap a request (was one of each, 16 KiB).
     (
         "meinheld/server/server.c",
         """static void call_wsgi_handler(client_t *client) {""",
