@@ -93,7 +93,7 @@ PATCHES = [
     ),
     # --- banners2 ---------------------------------------------------------
     # 4. Transfer-Encoding (RFC 9112 6.1, 6.3).  Upstream matched the header name
-    #    case-sensitively and only a value starting "chunked": `xchunked`,
+    #    case-sensitively and only the exact value `chunked`: `xchunked`,
     #    `identity`, `gzip, chunked` or a lowercase `transfer-encoding: chunked`
     #    left the body framed by Content-Length (or by nothing), so the body of a
     #    request could be read as the next request (smuggling).
@@ -334,11 +334,12 @@ void picoev_epoll_fresh(int fd);
     #    macros read fields that greenlet 3's PyGreenlet no longer has.
     #    greenlet_dead() read the weakref list and __dict__ as the stack
     #    pointers: a finished spawned greenlet anything held a weak reference
-    #    to stayed "alive" and leaked (1000 of 1000 in the test), a suspended
-    #    one with a __dict__ read as "dead" and lost its reference under it;
-    #    greenlet_getparent() read past the end of the object, so
-    #    meinheld.sleep() in a request answered 500.  The header is now the installed greenlet's (patch_tree copies
-    #    it) and its C API functions are used.  A spawned greenlet's own
+    #    to stayed "alive" and leaked (1000 of 1000 in the test), and a
+    #    suspended one with a __dict__ would read as "dead" and lose its
+    #    reference under it; greenlet_getparent() read past the end of the
+    #    object, so meinheld.sleep() in a request answered 500.  The header is
+    #    now the installed greenlet's (patch_tree copies it) and its C API
+    #    functions are used.  A spawned greenlet's own
     #    reference now lives in a set and is dropped when it is seen dead; a
     #    sleeping request greenlet (timer) is no longer decref'd by the timer,
     #    which would have freed it under its client once greenlet_dead worked.
@@ -475,7 +476,7 @@ void greenlet_release_if_dead(PyObject *g);""",
     #    only accepts a request from call_wsgi_handler (a marker tuple): a value
     #    or an exception from anything else (a finished meinheld.spawn() child,
     #    whose parent it is, or a stale resume) is logged if an error and handed
-    #    back to the hub, where upstream's dead greenlet would have sent it.
+    #    on to its parent, where upstream's dead greenlet would have sent it.
     #    Measured with measure.py (bench/reference_app.py on 2 workers, wrk
     #    -t2 -c64 -d10s, builds alternated in one run, on a shared 2-core box
     #    with a load average of 6-11: req/s swings with the neighbours, worker
