@@ -183,7 +183,7 @@ class Draw:
                             same_site="Lax")
         resp.set_header("X-Banners-Version", pick.version)
         image_url = f"/banners/{banner}.{'png' if self.images.has(banner) else 'svg'}"
-        click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()))
+        click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()), visitor)  # one URL per visitor
         return campaign, quarter, banner, image_url, click_url
 
 
