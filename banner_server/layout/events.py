@@ -368,11 +368,12 @@ class EventStore:
 
     # -- served counts (the dashboard) -----------------------------------------------
     def impressions_since(self, now: dt.datetime, hours: int = 24) -> dict[tuple[int, int, int], int]:
-        """(quarter, campaign, banner) -> impressions recorded in the hours that ended
-        less than `hours` hours before `now` (the running one included), summed over
-        the groups and hosts: what survives a server restart."""
+        """(quarter, campaign, banner) -> impressions recorded in the last `hours` hours:
+        the running one and the `hours - 1` before it (those that ended less than
+        `hours - 1` hours before `now`), summed over the groups and hosts: what
+        survives a server restart (the dashboard's served counts)."""
         keys = self.layout()
-        since = now.timestamp() - hours * 3600
+        since = now.timestamp() - (hours - 1) * 3600
         out: dict[tuple[int, int, int], int] = {}
         for group in range(keys.groups):
             recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
