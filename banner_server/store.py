@@ -98,7 +98,7 @@ class SelectionStore:
                  fast: FastRedis | None = None, keep_events: int = 48 * 3600):
         self.r = client
         self.keep_events = keep_events  # retention is EventStore.prune's: counters have no TTL
-        self._hour_ends: dict[str, str] = {}
+        self._hour_ends: dict[str, tuple[str, str]] = {}
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
@@ -194,17 +194,18 @@ class SelectionStore:
         self.ensure_snapshot()
         return sorted((self.selections or {}).get(quarter, {}))
 
-    def _hour_end(self, hour: str) -> str:
-        """The hour's end for the registry: exact from an `events.Hour` (it carries
-        .end), else an upper bound (first seen + 1 h; ZADD LT keeps the least written)."""
-        end = getattr(hour, "end", None)
-        if end is not None:
-            return str(end)
+    def _hour_args(self, hour: str) -> tuple[str, str]:
+        """(its end, its name) of the hour for the registry, as plain str (the fast
+        client packs exact types): the end exact from an `events.Hour` (it carries
+        .end), else an upper bound (first seen + 1 h; ZADD LT keeps the least written).
+        One dict lookup a pick once the hour was seen."""
         cached = self._hour_ends.get(hour)
         if cached is None:
             if len(self._hour_ends) > 4:
                 self._hour_ends.clear()
-            cached = self._hour_ends[hour] = str(int(time.time()) + 3600)
+            end = getattr(hour, "end", None)
+            cached = self._hour_ends[hour] = (str(end if end is not None else int(time.time()) + 3600),
+                                              str.__str__(hour))
         return cached
 
     # -- the hot path ----------------------------------------------------------
@@ -219,7 +220,7 @@ class SelectionStore:
             group = keys.group_of(visitor)
             visitor_key = keys.visitor(visitor, group)
             if hour:
-                args = [self.version or "", self.ttl, carried or "", campaign, self._hour_end(hour), hour]
+                args = [self.version or "", self.ttl, carried or "", campaign, *self._hour_args(hour)]
                 tail = [visitor_key, keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
             else:
                 args = [self.version or "", self.ttl, carried or "", campaign]
@@ -299,7 +300,7 @@ class SelectionStore:
             counter = [keys.impressions(hour, quarter, group, campaign), keys.hours(group)] if hour else []
             banner_id = int(self._record(keys=[keys.visitor(visitor, group), *counter],
                                          args=[self.ttl, carried or "", campaign,
-                                               self._hour_end(hour) if hour else "", hour or "", *order]))
+                                               *(self._hour_args(hour) if hour else ("", "")), *order]))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return self._pick_from_snapshot(quarter, campaign, visitor, carried, failure_reason(exc))

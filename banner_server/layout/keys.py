@@ -119,6 +119,7 @@ class Keys:
         self.groups = groups
         self.group_prefixes = tuple(f"{self.prefix}{{{tag}}}:" for tag in group_tags(groups))
         self.group_currents = tuple(gp + "current" for gp in self.group_prefixes)
+        self.hour_registries = tuple(gp + "hours" for gp in self.group_prefixes)  # made once: the pick names one
 
     def with_groups(self, groups: int) -> "Keys":
         return self if groups == self.groups else Keys(self.prefix, groups)
@@ -163,7 +164,7 @@ class Keys:
 
     def hours(self, group: int) -> str:
         """Group g's hour registry: hour -> its end as unix time."""
-        return self.group_prefixes[group] + "hours"
+        return self.hour_registries[group]
 
     def pruned(self, group: int) -> str:
         return self.group_prefixes[group] + "pruned"
