@@ -231,6 +231,24 @@ def test_hour_ends_are_exact_off_the_hour_zones_too():
     assert stamp == "2026-11-28T10" and isinstance(stamp, str) and stamp.end == hour_end(when)
 
 
+def test_picks_with_a_stamped_hour_count_on_every_client(server_redis):
+    """An `Hour` is a str subclass: the fast client packs exact types, so the store
+    hands it plain strings (found when the pick raised TypeError on FastRedis)."""
+    from banner_server.store import SelectionStore
+    from tests.serving import STANDARD, publish_rows
+
+    client, fast = server_redis
+    publish_rows(client, STANDARD)
+    store = SelectionStore(client, KEYS, fast=fast)
+    store.ensure_snapshot()
+    for i in range(5):
+        assert not store.pick(1, 7, f"c:v{i}", hour=hour_stamp(at(23, 10))).degraded
+    client.delete(KEYS.current, KEYS.group_currents[0])  # Redis without `current`: the record script
+    assert store.pick(1, 7, "c:w", hour=hour_stamp(at(23, 10))).degraded == "redis_empty"
+    assert sum(store_on(client).impressions_since(at(23, 20), hours=1).values()) == 6
+    assert client.zscore(KEYS.hours(0), "2026-11-28T23") == hour_end(at(23, 10))
+
+
 def test_the_pick_enters_its_hour_exactly_and_an_upper_bound_gives_way(any_redis):
     from banner_server.store import SelectionStore
     from tests.serving import STANDARD, publish_rows
@@ -241,6 +259,8 @@ def test_the_pick_enters_its_hour_exactly_and_an_upper_bound_gives_way(any_redis
     store.pick(1, 7, "c:a", hour="2026-11-28T23")  # a plain name: an upper bound (now + 1 h)
     bound = any_redis.zscore(KEYS.hours(0), "2026-11-28T23")
     assert bound is not None
+    store = SelectionStore(any_redis, KEYS)  # another worker, whose clock stamps its hours
+    store.ensure_snapshot()
     store.pick(1, 9 if 9 in store.selections[1] else 7, "c:b", hour=Hour("2026-11-28T23", 1_000))
     store.pick(2, next(iter(store.selections[2])), "c:c", hour=Hour("2026-11-28T23", 1_000))
     assert any_redis.zscore(KEYS.hours(0), "2026-11-28T23") == 1_000  # LT: the least, the exact one
