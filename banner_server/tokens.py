@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 import secrets
@@ -48,6 +49,7 @@ class ClickSigner:
         self.secret = secret
         self.ttl = ttl
         self._keyed = hmac.new(secret, digestmod="sha256")  # copied per token: the key is hashed once
+        self._tag_key = hashlib.sha256(b"visitor tag\0" + secret).digest()
         self._second = -1
         self._recent: dict[tuple[int, int], str] = {}
 
@@ -57,10 +59,9 @@ class ClickSigner:
         return mac.digest()[:_MAC_BYTES]
 
     def visitor_tag(self, visitor: str) -> bytes:
-        """The 4-byte tag of a visitor id a tagged token carries."""
-        mac = self._keyed.copy()
-        mac.update(b"visitor\0" + visitor.encode())
-        return mac.digest()[:4]
+        """The 4-byte tag of a visitor id a tagged token carries: keyed BLAKE2b (a
+        fifth of an HMAC's cost; every answer to a new visitor signs one)."""
+        return hashlib.blake2b(visitor.encode(), digest_size=4, key=self._tag_key).digest()
 
     def sign(self, campaign: int, banner: int, served_at: int, visitor: str | None = None) -> str:
         """The token of (campaign, banner, served_at), tagged with `visitor` when given

@@ -349,3 +349,22 @@ def test_served_counts_come_from_the_recorded_impressions(any_redis):
 
 def test_a_token_digest_is_short_and_stable():
     assert token_digest("abc") == token_digest("abc") and len(token_digest("abc")) == 24
+
+
+def test_a_tagged_token_names_its_visitor_without_revealing_it():
+    served = int(at(23, 10).timestamp())
+    now = served + 60
+    tagged = SIGNER.sign(7, 100, served, "c:alice")
+    assert SIGNER.verify(tagged, now) == (7, 100, served)
+    assert SIGNER.verify_click(tagged, now, "c:alice") == (7, 100, served, False)
+    assert SIGNER.verify_click(tagged, now, "c:bob")[3] is True
+    assert SIGNER.verify_click(tagged, now, None)[3] is True  # no cookie: not the visitor it was shown to
+    plain = SIGNER.sign(7, 100, served)
+    assert SIGNER.verify_click(plain, now, "c:bob") == (7, 100, served, False)  # untagged: nothing to tell
+    assert tagged != SIGNER.sign(7, 100, served, "c:bob") and "alice" not in tagged
+    other = ClickSigner(b"o" * 32)
+    assert other.visitor_tag("c:alice") != SIGNER.visitor_tag("c:alice")  # keyed
+    from banner_server.tokens import BadToken
+    for bad in (tagged[:-1] + ("A" if tagged[-1] != "A" else "B"), other.sign(7, 100, served, "c:alice")):
+        with pytest.raises(BadToken):
+            SIGNER.verify(bad, now)
