@@ -368,3 +368,13 @@ def test_a_tagged_token_names_its_visitor_without_revealing_it():
     for bad in (tagged[:-1] + ("A" if tagged[-1] != "A" else "B"), other.sign(7, 100, served, "c:alice")):
         with pytest.raises(BadToken):
             SIGNER.verify(bad, now)
+
+
+def test_a_click_recorded_before_the_upgrade_still_takes_its_postback(any_redis):
+    """Clicks were a key each (`{g}:click:{id}`, 30-day TTL) with ids from a counter:
+    their postbacks keep working until those keys expire."""
+    any_redis.set("banners:{g0.0}:click:12", "7 100 1700000000 1700000100", ex=CLICK_TTL)
+    events = store_on(any_redis)
+    assert events.click(12, tz=ZONE).campaign == 7
+    assert events.record_conversion(12, 5, "3", at(23, 30)).outcome == "created"
+    assert events.read_hour("2026-11-28T23").conversions == {2: [(5, 12, "3")]}  # the click's quarter (23:15 there)

@@ -240,13 +240,26 @@ class EventStore:
             return None
         raw = self.r.hget(keys.clicks_by_hour(hour_of(when), keys.id_group(click_id)), str(click_id))
         if raw is None:
-            return None
+            return self._legacy_click(keys, click_id)
         try:
             campaign, banner, _, served_at, clicked_at, flags = _text(raw).split()
             return Click(int(campaign), int(banner), int(served_at), int(clicked_at), OTHER_VISITOR in flags)
         except ValueError:
             log.warning("click %d: unreadable record %r", click_id, raw)
             return None
+
+    def _legacy_click(self, keys: Keys, click_id: int) -> Click | None:
+        """A click recorded before click records moved into the hours' hashes (a key
+        per click, "campaign banner served_at clicked_at", with its 30-day TTL): its
+        postbacks keep working until it expires.  Remove 30 days after the upgrade."""
+        raw = self.r.get(keys.legacy_click(click_id))
+        if raw is None:
+            return None
+        try:
+            campaign, banner, served_at, clicked_at = map(int, _text(raw).split())
+        except ValueError:
+            return None
+        return Click(campaign, banner, served_at, clicked_at)
 
     def record_conversion(self, click_id: int, conversion_id: int, revenue: str, now: dt.datetime
                           ) -> ConversionResult:

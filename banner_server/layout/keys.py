@@ -177,6 +177,11 @@ class Keys:
         """The group a click token's click goes to (its id is drawn to fall in it)."""
         return 0 if self.groups == 1 else zlib.crc32(digest.encode()) % self.groups
 
+    def legacy_click(self, click_id: int) -> str:
+        """A click's own key, as clicks were kept before the hours' hashes (read only,
+        for postbacks of clicks made before the upgrade; they expire within 30 days)."""
+        return f"{self.group_prefixes[self.id_group(click_id)]}click:{click_id}"
+
     def click_tokens(self, hour: str, group: int) -> str:
         return f"{self.group_prefixes[group]}tok:{hour}"
 
