@@ -379,3 +379,55 @@ def test_a_click_recorded_before_the_upgrade_still_takes_its_postback(any_redis)
     assert events.click(12, tz=ZONE).campaign == 7
     assert events.record_conversion(12, 5, "3", at(23, 30)).outcome == "created"
     assert events.read_hour("2026-11-28T23").conversions == {2: [(5, 12, "3")]}  # the click's quarter (23:15 there)
+
+
+def test_a_flood_on_a_cluster_evicts_visitors_only(redis_cluster):
+    """The same flood on the cluster (3 masters, each capped): events spread over every
+    master like the visitors, and none is evicted."""
+    from banner_server.clients.detect import connect_client
+    from banner_server.store import SelectionStore
+    from tests.serving import STANDARD, publish_rows
+
+    client = connect_client(redis_cluster.url, 5, 5)
+    masters = [n for n in redis_cluster.nodes
+               if n.alive and any("myself" in x["flags"] and "master" in x["flags"] for x in n.nodes())]
+    assert len(masters) == 3
+    saved = [(n.cmd("CONFIG", "GET", "maxmemory"), n.cmd("CONFIG", "GET", "maxmemory-policy")) for n in masters]
+    try:
+        publish_rows(client, STANDARD)
+        store = SelectionStore(client, KEYS)
+        store.ensure_snapshot()
+        hour = hour_stamp(at(23, 10))
+        events = EventStore(client, KEYS, keep_events=KEEP, rng=random.Random(2))
+        served = int(at(23, 9).timestamp())
+        clicks = [events.record_click(7, 100 + i % 3, served, at(23, 11, i), token=SIGNER.sign(7, 100, served, f"v{i}"))
+                  for i in range(48)]
+        for n, c in enumerate(clicks[:16]):
+            assert events.record_conversion(c, 500 + n, "2", at(23, 12)).outcome == "created"
+        before = events.read_hour(str(hour))
+        for node in masters:
+            used = int(node.cmd("INFO", "memory")["used_memory"])
+            node.cmd("CONFIG", "SET", "maxmemory-policy", "volatile-lru")
+            node.cmd("CONFIG", "SET", "maxmemory", used + 300_000)
+        n = 0
+        while events.evicted_keys() < 3 * 500:
+            store.pick(1, 7, f"c:flood{n:022d}", hour=hour)
+            n += 1
+            assert n < 300_000, "no eviction"
+        assert not store.degraded
+        after = events.read_hour(str(hour))
+        assert after.clicks == before.clicks and after.conversions == before.conversions
+        assert all(events.click(c, tz=ZONE) is not None for c in clicks)
+        assert events.record_conversion(clicks[0], 500, "2", at(23, 13)).outcome == "same"
+    finally:
+        for node, (memory, policy) in zip(masters, saved):
+            node.cmd("CONFIG", "SET", *_config_pair(memory))
+            node.cmd("CONFIG", "SET", *_config_pair(policy))
+        client.close()
+
+
+def _config_pair(reply) -> tuple:
+    """CONFIG GET's reply (a dict or a flat list, by client) as (name, value)."""
+    if isinstance(reply, dict):
+        return next(iter(reply.items()))
+    return reply[0], reply[1]
