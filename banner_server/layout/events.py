@@ -182,6 +182,7 @@ class EventStore:
         self.keep_events = int(keep_events)
         self.click_ttl = int(click_ttl)
         self.rng = rng or random.SystemRandom()
+        self._next_prune = float("-inf")  # maybe_prune: when this store may try for the lease again
         self._scripts = None  # registered on first use: a client of a Redis that is down at start
         # (clients.detect.LazyClient) connects on first use, and the server must start all the same
 
@@ -465,8 +466,14 @@ class EventStore:
 
     def maybe_prune(self, now: dt.datetime, every: int = PRUNE_EVERY) -> dict[str, int] | None:
         """`prune(now)`, by at most one worker of the fleet per `every` seconds (a SET NX
-        EX lease in the control slot); None when another had the lease.  Raises redis
-        errors (the lease then stays: the next try is after `every` seconds)."""
+        EX lease in the control slot); None when another had the lease, or when this
+        store tried less than `every` seconds ago (so a click costs no extra round trip
+        but once a period).  Raises redis errors (the lease then stays: the next try is
+        after `every` seconds)."""
+        ts = now.timestamp()
+        if ts < self._next_prune:
+            return None
+        self._next_prune = ts + every
         if not self.r.set(self.keys.prune_lease, secrets.token_hex(8), nx=True, ex=int(every)):
             return None
         return self.prune(now)

@@ -66,6 +66,10 @@ EventStore.prune removes an hour's keys once it is old enough (see layout/events
     {p}{g}:convs:{hour}             hash: conversion_id -> "click_id revenue quarter" (export);
                                     kept 30 days (it lists the records above for their removal)
 
+Before the hours' hashes a click was a key of its own, ``{p}{g}:click:{click_id}`` with a
+30-day TTL (ids from an INCR counter, ``{p}{t}:click_seq``): postbacks still read it
+until it expires (EventStore._legacy_click); nothing writes either any more.
+
 A click_id is time-derived and random (unix ms << 20 | 20 random bits, < 2**63), so no
 id repeats after Redis lost its data or failed over; its group is id % G.
 """
