@@ -1,4 +1,4 @@
-"""Which quarter of the hour it is, from an injectable clock."""
+"""Which quarter and hour it is, from an injectable clock."""
 
 from __future__ import annotations
 
@@ -54,8 +54,33 @@ def hour_of(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H")
 
 
+class Hour(str):
+    """An hour's name (``2026-11-28T23``, what the keys hold) that knows its end as
+    unix time: the pick script enters it in the registry exactly.  `hour_stamp(now)`
+    makes one; a plain str works too (the registry then gets an upper bound)."""
+
+    end: int
+
+    def __new__(cls, name: str, end: int):
+        self = super().__new__(cls, name)
+        self.end = end
+        return self
+
+
+def hour_end(moment: dt.datetime) -> int:
+    """The end of `moment`'s local hour as unix time (exact in zones offset by 30 or 45
+    minutes too: counted from the moment, not from a UTC hour)."""
+    ts = moment.timestamp()
+    return int(ts - (moment.minute * 60 + moment.second + moment.microsecond / 1e6)) + 3600
+
+
+def hour_stamp(moment: dt.datetime) -> Hour:
+    return Hour(hour_of(moment), hour_end(moment))
+
+
 def hour_source(clock: Clock, tick: Callable[[], float] | None = None) -> Callable[[], str]:
-    """The current local hour (`2026-11-28T23`), read like the quarter: impressions are
-    counted per hour and quarter."""
-    read = lambda: hour_of(clock())  # noqa: E731
+    """The current local hour (`2026-11-28T23`, an Hour that knows its end), read like
+    the quarter: impressions are counted per hour and quarter, and the pick enters the
+    hour's exact end in the registry (what `banners export` asks: is it over?)."""
+    read = lambda: hour_stamp(clock())  # noqa: E731
     return read if tick is None else _every(read, tick)

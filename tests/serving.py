@@ -54,7 +54,7 @@ class Clock:
 
 # Keywords of make_client that are settings of the app, and services of it; the others go to the store.
 SETTINGS_OPTIONS = ("cors_origins", "frame_ancestors", "cookie_secure", "trusted_proxies")
-SERVICE_OPTIONS = ("hour", "signer", "now")
+SERVICE_OPTIONS = ("hour", "signer", "now", "events")
 
 
 def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **kw):
@@ -64,6 +64,8 @@ def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None
     clock = clock or Clock()
     settings = Settings(**{k: kw.pop(k) for k in SETTINGS_OPTIONS if k in kw})
     service_kw = {k: kw.pop(k) for k in SERVICE_OPTIONS if k in kw}
+    if "event_clock" in kw:  # the clock clicks and conversions are recorded at
+        service_kw["clock"] = kw.pop("event_clock")
     if isinstance(redis_client, tuple):
         redis_client, kw["fast"] = redis_client
     store = SelectionStore(redis_client, KEYS, **kw)

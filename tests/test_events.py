@@ -8,21 +8,20 @@ their own; the export's bytes, its command, and the round trip export -> load.
 import datetime as dt
 import json
 import random
+import re
 import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import falcon
 import falcon.testing
-import polars as pl
 import pytest
 import redis
 from click.testing import CliRunner
 
 from banner_server import cli, config
 from banner_server.cli import export as cli_export
-from banner_server.clock import hour_of
-from banner_server.layout.events import CLICK_TTL, EventStore
+from banner_server.layout.events import EventStore
 from banner_server.layout.keys import Keys
 from banner_server.web.html import error_serializer
 from banner_server.web.tokens import ClickSigner
@@ -58,17 +57,19 @@ def store_on(client, keep=KEEP) -> EventStore:
 def test_clicks_get_new_integer_ids_and_are_filed_in_their_hour_and_quarter(any_redis):
     events = store_on(any_redis)
     served = int(at(23, 10).timestamp())
-    assert events.record_click(7, 100, served, at(23, 14, 59)) == 1
-    assert events.record_click(7, 101, served, at(23, 15, 0)) == 2
-    assert events.record_click(8, 100, served, at(0, 1, 0, day=29)) == 3
-    assert any_redis.get(KEYS.click(1)) == f"7 100 {served} {int(at(23, 14, 59).timestamp())}".encode()
-    assert 0 < any_redis.ttl(KEYS.click(1)) <= CLICK_TTL and any_redis.ttl(KEYS.click(1)) > CLICK_TTL - 60
-    index = KEYS.clicks_by_hour("2026-11-28T23", 0)
-    assert any_redis.hgetall(index) == {b"1": b"7 100 1", b"2": b"7 101 2"}
-    assert KEEP - 60 < any_redis.ttl(index) <= KEEP
-    assert any_redis.hgetall(KEYS.clicks_by_hour("2026-11-29T00", 0)) == {b"3": b"8 100 1"}
-    assert events.click(2).campaign == 7 and events.click(2).banner == 101
-    assert events.click(99) is None
+    ids = [events.record_click(7, 100, served, at(23, 14, 59)), events.record_click(7, 101, served, at(23, 15, 0)),
+           events.record_click(8, 100, served, at(0, 1, 0, day=29))]
+    assert len(set(ids)) == 3 and all(0 < i < 2**63 for i in ids)
+    assert [i >> 20 for i in ids] == [int(t.timestamp() * 1000) for t in (at(23, 14, 59), at(23, 15), at(0, 1, day=29))]
+    clicked = int(at(23, 14, 59).timestamp())
+    records = KEYS.clicks_by_hour("2026-11-28T23", 0)
+    assert any_redis.hgetall(records) == {str(ids[0]).encode(): f"7 100 1 {served} {clicked} -".encode(),
+                                          str(ids[1]).encode(): f"7 101 2 {served} {clicked + 1} -".encode()}
+    assert any_redis.ttl(records) == -1  # never evicted under volatile-lru; prune removes it
+    assert any_redis.hgetall(KEYS.clicks_by_hour("2026-11-29T00", 0)) == {
+        str(ids[2]).encode(): f"8 100 1 {served} {int(at(0, 1, day=29).timestamp())} -".encode()}
+    assert events.click(ids[1], tz=ZONE).campaign == 7 and events.click(ids[1], tz=ZONE).banner == 101
+    assert events.click(ids[1] + 1, tz=ZONE) is None and events.click(99) is None
 
 
 def test_conversions_are_recorded_once_conflicts_kept_and_unknown_clicks_refused(any_redis):
@@ -84,14 +85,14 @@ def test_conversions_are_recorded_once_conflicts_kept_and_unknown_clicks_refused
     # counted once, kept as first recorded, and the click's quarter (2) with it
     assert any_redis.hgetall(KEYS.conversions_by_hour("2026-11-28T23", 0)) == {b"50": f"{click} 12.5 2".encode()}
     assert any_redis.get(KEYS.conversion(51)) is None
-    assert any_redis.ttl(KEYS.conversion(50)) > CLICK_TTL - 60
+    assert any_redis.ttl(KEYS.conversion(50)) == -1  # never evicted; pruned with its hour's index
 
 
 def test_the_same_postback_again_after_its_click_expired_is_still_the_same(any_redis):
     events = store_on(any_redis)
     click = events.record_click(7, 100, 0, at(23, 20))
     assert events.record_conversion(click, 50, "2", at(23, 21)).outcome == "created"
-    any_redis.delete(KEYS.click(click))  # 30 days later
+    any_redis.hdel(KEYS.clicks_by_hour("2026-11-28T23", 0), str(click))  # 30 days later
     assert events.record_conversion(click, 50, "2", at(23, 22)).outcome == "same"
     assert events.record_conversion(click, 52, "2", at(23, 22)).outcome == "unknown_click"
 
@@ -110,7 +111,7 @@ def test_quarters_and_hours_are_the_servers_zone_even_off_the_hour(any_redis):
     events = store_on(any_redis)
     when = dt.datetime(2026, 11, 28, 10, 14, tzinfo=kathmandu)
     click = events.record_click(7, 100, 0, when)
-    assert any_redis.hget(KEYS.clicks_by_hour("2026-11-28T10", 0), str(click)) == b"7 100 1"
+    assert any_redis.hget(KEYS.clicks_by_hour("2026-11-28T10", 0), str(click)).startswith(b"7 100 1 ")
     later = dt.datetime(2026, 11, 28, 11, 40, tzinfo=kathmandu)
     events.record_conversion(click, 1, "1", later)
     assert any_redis.hget(KEYS.conversions_by_hour("2026-11-28T11", 0), "1") == f"{click} 1 1".encode()
@@ -133,7 +134,7 @@ def test_two_postbacks_of_one_conversion_at_once_record_it_once(redis_proc, real
     assert sorted(outcomes) == ["created"] + ["same"] * 7
 
 
-def test_an_hour_is_read_back_over_every_group_and_deleted(any_redis):
+def test_an_hour_is_read_back_over_every_group_and_twice_the_same(any_redis):
     any_redis.set(KEYS.groups_key, 4)
     keys = KEYS.with_groups(4)
     hour = "2026-11-28T23"
@@ -142,9 +143,9 @@ def test_an_hour_is_read_back_over_every_group_and_deleted(any_redis):
     any_redis.hincrby(keys.impressions(hour, 3, 2, 8), "8:200", 1)
     any_redis.hincrby(keys.impressions(hour, 3, 2, 25), "25:200", 4)  # another shard
     any_redis.hincrby(keys.impressions("2026-11-28T22", 1, 0, 9), "9:900", 1)  # another hour
-    events = store_on(any_redis)
+    events = EventStore(any_redis, KEYS, keep_events=KEEP, rng=random.Random(9))
     clicks = [events.record_click(7, 100, 0, at(23, m)) for m in (1, 2, 3, 31)]
-    assert {keys.id_group(c) for c in clicks} == {1, 2, 3, 0}  # spread over the groups
+    assert {keys.id_group(c) for c in clicks} == {0, 1, 2, 3}  # spread over the groups (drawn at random)
     events.record_conversion(clicks[0], 5, "1.5", at(23, 59))
     got = events.read_hour(hour)
     assert {q: sorted(v) for q, v in got.impressions.items()} == {1: [(7, 100, 5)], 3: [(8, 200, 1), (25, 200, 4)]}
@@ -152,10 +153,7 @@ def test_an_hour_is_read_back_over_every_group_and_deleted(any_redis):
                                                              3: [(clicks[3], 100, 7)]}
     assert got.conversions == {1: [(5, clicks[0], "1.5")]}
     assert got.counts() == {1: (5, 3, 1), 3: (5, 1, 0)}
-    events.delete_hour(hour)
-    assert events.read_hour(hour).empty
-    assert any_redis.exists(keys.impressions("2026-11-28T22", 1, 0, 9))
-    assert events.click(clicks[0]) is not None and any_redis.exists(keys.conversion(5))  # postbacks still work
+    assert events.read_hour(hour) == got  # a read: nothing removed
 
 
 def test_what_the_pick_counts_is_what_the_export_reads(any_redis):
@@ -180,7 +178,7 @@ def test_on_a_cluster_every_call_stays_in_one_slot(redis_cluster):
     from banner_server.clients.detect import connect_client
 
     client = connect_client(redis_cluster.url, 5, 5)
-    events = store_on(client)
+    events = EventStore(client, KEYS, keep_events=KEEP, rng=random.Random(1))
     keys = events.layout()
     assert keys.groups == 16  # the loader's choice on a cluster, before any load
     hour = "2026-11-28T23"
@@ -190,12 +188,13 @@ def test_on_a_cluster_every_call_stays_in_one_slot(redis_cluster):
     for n, c in enumerate(clicks):
         assert events.record_conversion(c, 1000 + n, "1", at(23, 25)).outcome == "created"
     assert events.record_conversion(clicks[0], 1000, "1", at(23, 26)).outcome == "same"
-    masters = {redis_cluster.owner(client.keyslot(keys.click(c))).port for c in clicks}
+    masters = {redis_cluster.owner(client.keyslot(keys.clicks_by_hour(hour, keys.id_group(c)))).port for c in clicks}
     assert len(masters) == 3
     got = events.read_hour(hour)
     assert got.counts() == {2: (16, 32, 32)}
-    events.delete_hour(hour)
-    assert events.read_hour(hour).empty
+    assert events.read_hour(hour) == got
+    assert events.prune(at(23, 0, day=29) + dt.timedelta(days=31))["rec"] == keys.groups  * 1
+    assert events.read_hour(hour).empty and events.hour_ends() == {}
     client.close()
 
 
@@ -221,24 +220,29 @@ def tracking_app(events, clock, token=TOKEN, signer=SIGNER) -> falcon.testing.Te
     return falcon.testing.TestClient(app)
 
 
-def click_token(campaign=7, banner=100, served=None):
-    return SIGNER.sign(campaign, banner, int((served or at(23, 10)).timestamp()))
+def click_token(campaign=7, banner=100, served=None, visitor=None):
+    return SIGNER.sign(campaign, banner, int((served or at(23, 10)).timestamp()), visitor)
+
+
+def location_click_id(res) -> int:
+    return int(re.search(r"[?&]click_id=(\d+)", res.headers["Location"]).group(1))
 
 
 def test_a_click_is_recorded_and_redirected_to_the_landing_page_with_its_click_id(any_redis):
     client = tracking_app(store_on(any_redis), Clock(at(23, 11)))
     res = client.simulate_get(f"/click/{click_token()}")
     assert res.status_code == 302
-    assert res.headers["Location"] == "https://shop.example/sale?utm=x&q=a%20b&click_id=1#top"
+    first = location_click_id(res)
+    assert res.headers["Location"] == f"https://shop.example/sale?utm=x&q=a%20b&click_id={first}#top"
     assert res.headers["Cache-Control"] == "no-store" and res.headers["Referrer-Policy"] == "no-referrer"
-    assert any_redis.hget(KEYS.clicks_by_hour("2026-11-28T23", 0), "1") == b"7 100 1"
-    res = client.simulate_get(f"/click/{click_token()}")
-    assert res.headers["Location"].endswith("click_id=2#top")
+    assert any_redis.hget(KEYS.clicks_by_hour("2026-11-28T23", 0), str(first)).startswith(b"7 100 1 ")
+    res = client.simulate_get(f"/click/{click_token(banner=101)}")
+    assert location_click_id(res) != first
 
 
 def test_a_landing_page_that_has_a_click_id_gets_ours_instead(any_redis):
     res = tracking_app(store_on(any_redis), Clock(at(23, 11))).simulate_get(f"/click/{click_token(10)}")
-    assert res.headers["Location"] == "http://shop.example/?b=2&click_id=1"
+    assert res.headers["Location"] == f"http://shop.example/?b=2&click_id={location_click_id(res)}"
 
 
 def test_the_redirect_never_comes_from_the_request(any_redis):
@@ -252,9 +256,10 @@ def test_the_redirect_never_comes_from_the_request(any_redis):
 def test_without_a_landing_page_the_click_is_recorded_and_a_page_says_so(any_redis, campaign):
     res = tracking_app(store_on(any_redis), Clock(at(23, 11))).simulate_get(f"/click/{click_token(campaign)}")
     assert res.status_code == 200 and "Location" not in res.headers
-    assert "no landing page" in res.text and "click 1" in res.text
+    click_id = int(re.search(r"click (\d+)", res.text).group(1))
+    assert "no landing page" in res.text and "Your click was recorded" in res.text
     assert res.headers["Cache-Control"] == "no-store" and res.headers["Referrer-Policy"] == "no-referrer"
-    assert store_on(any_redis).click(1).campaign == campaign
+    assert store_on(any_redis).click(click_id, tz=ZONE).campaign == campaign
 
 
 def test_forged_altered_or_junk_click_tokens_are_400_and_record_nothing(any_redis):
@@ -268,14 +273,14 @@ def test_forged_altered_or_junk_click_tokens_are_400_and_record_nothing(any_redi
         assert "not made by this service" in res.text and res.headers["Cache-Control"] == "no-store"
     res = client.simulate_get(f"/click/{forged}", headers={"Accept": "application/json"})
     assert res.json["error"] == "Bad click link"
-    assert any_redis.get(KEYS.click_seq) is None
+    assert not any_redis.keys("*clicks:*")
 
 
 def test_a_click_link_older_than_a_day_is_410(any_redis):
     clock = Clock(at(23, 10, day=29) + dt.timedelta(seconds=1))
     res = tracking_app(store_on(any_redis), clock).simulate_get(f"/click/{click_token(served=at(23, 10))}")
     assert res.status_code == 410 and "24 hours" in res.text
-    assert any_redis.get(KEYS.click_seq) is None
+    assert not any_redis.keys("*clicks:*")
     clock.now -= dt.timedelta(seconds=2)
     assert tracking_app(store_on(any_redis), clock).simulate_get(f"/click/{click_token()}").status_code == 302
 
@@ -285,7 +290,7 @@ def test_head_checks_the_link_and_records_nothing(any_redis):
     res = client.simulate_head(f"/click/{click_token()}")
     assert res.status_code == 302 and "click_id" not in res.headers["Location"]
     assert client.simulate_head("/click/junk").status_code == 400
-    assert any_redis.get(KEYS.click_seq) is None
+    assert not any_redis.keys("*clicks:*")
 
 
 def test_a_click_while_redis_is_down_still_sends_the_visitor_on(tmp_path):
@@ -357,7 +362,7 @@ def test_the_same_conversion_id_with_other_values_is_409_and_kept(clicked):
 def test_a_postback_for_an_unknown_or_expired_click_is_404(clicked):
     client, r, click = clicked
     assert post(client, {"click_id": click + 1, "conversion_id": 9, "revenue": 1}).status_code == 404
-    r.delete(KEYS.click(click))  # what its 30-day TTL does
+    r.hdel(KEYS.clicks_by_hour("2026-11-28T23", 0), str(click))  # what pruning after 30 days does
     res = post(client, {"click_id": click, "conversion_id": 9, "revenue": 1})
     assert res.status_code == 404 and "30 days" in res.json["detail"]
     assert not r.exists(KEYS.conversion(9))
@@ -488,7 +493,7 @@ def test_files_are_written_whole_and_leave_no_temporary_file(tmp_path):
         "1/clicks_h.csv", "4/conversions_h.csv"]
 
 
-def record_traffic(r) -> None:
+def record_traffic(r) -> int:
     """Hours 22 and 23 of 2026-11-28: campaign 7 in quarter 1 with conversions (one of
     them posted back in the next hour), campaign 8 in quarter 3 with clicks only, and a
     click in quarter 4 of 22h converted at 23h."""
@@ -508,6 +513,7 @@ def record_traffic(r) -> None:
     assert events.record_conversion(c102[0], 2, "9.5", at(23, 12)).outcome == "created"
     assert events.record_conversion(late, 3, "4", at(23, 20)).outcome == "created"
     assert events.record_conversion(c101[1], 4, "0.25", at(0, 3, day=29)).outcome == "created"
+    return late
 
 
 def check_selections(out: Path) -> None:
@@ -524,12 +530,13 @@ def check_selections(out: Path) -> None:
 
 
 def test_export_then_load_selects_from_what_was_recorded(any_redis, tmp_path):
-    record_traffic(any_redis)
+    late = record_traffic(any_redis)
     events = store_on(any_redis)
     for hour in ("2026-11-28T22", "2026-11-28T23", "2026-11-29T00"):
         got = events.read_hour(hour)
         write_files(tmp_path, hour_files(hour, got.impressions, got.clicks, got.conversions))
-    assert (tmp_path / "4" / "conversions_2026-11-28T23.csv").read_text() == "conversion_id,click_id,revenue\n3,13,4\n"
+    assert (tmp_path / "4" / "conversions_2026-11-28T23.csv").read_text() == (
+        f"conversion_id,click_id,revenue\n3,{late},4\n")
     check_selections(tmp_path)
 
 
@@ -553,42 +560,63 @@ def test_the_export_command_round_trip_to_load(export, real_redis, tmp_path):
     res = export(at(0, 5, day=29), str(out))  # default: the last closed hour, 23h
     assert res.exit_code == 0, res.output
     assert "quarter 1: 18 impressions, 6 clicks, 2 conversions" in res.output
-    assert "removed hour 2026-11-28T23" in res.output
     for hour in ("2026-11-28T22", "2026-11-29T00"):
         assert export(at(1, 5, day=29), str(out), "--hour", hour).exit_code == 0
     check_selections(out)
 
 
-def test_exporting_an_hour_twice_gives_the_same_bytes_and_a_removed_hour_overwrites_nothing(export, real_redis,
-                                                                                            tmp_path):
+def test_exporting_an_hour_twice_gives_the_same_bytes_and_a_pruned_hour_overwrites_nothing(export, real_redis,
+                                                                                           tmp_path):
+    """Export is a read (issue 19): the second export of an hour finds everything the
+    first did, byte for byte; only retention (prune) removes an hour."""
     record_traffic(real_redis)
     a, b = tmp_path / "a", tmp_path / "b"
-    assert export(at(0, 5, day=29), str(a), "--keep").exit_code == 0
-    assert export(at(0, 6, day=29), str(b), "--keep").exit_code == 0
+    assert export(at(0, 5, day=29), str(a)).exit_code == 0
+    assert export(at(0, 6, day=29), str(b)).exit_code == 0
     assert tree(a) == tree(b) and len(tree(a)) == 7
-    assert real_redis.hlen(KEYS.clicks_by_hour("2026-11-28T23", 0)) == 12  # --keep
-    assert export(at(0, 7, day=29), str(a)).exit_code == 0
-    assert not real_redis.exists(KEYS.clicks_by_hour("2026-11-28T23", 0))
-    assert not real_redis.exists(KEYS.impressions("2026-11-28T23", 1, 0, 7))
+    assert real_redis.hlen(KEYS.clicks_by_hour("2026-11-28T23", 0)) == 12  # nothing removed
     stamp = {p: p.stat().st_mtime_ns for p in a.rglob("*.csv")}
+    store_on(real_redis).prune(at(0, 5, day=29) + dt.timedelta(days=31))
     res = export(at(0, 8, day=29), str(a))
-    assert res.exit_code == 0 and "nothing recorded in hour 2026-11-28T23" in res.output
+    assert res.exit_code == 0 and "nothing recorded" in res.output
     assert tree(a) == tree(b) and stamp == {p: p.stat().st_mtime_ns for p in a.rglob("*.csv")}
 
 
-def test_an_hour_that_just_ended_keeps_its_events(export, real_redis, tmp_path):
+def test_an_hour_that_just_ended_is_not_the_default_yet_and_nothing_is_removed(export, real_redis, tmp_path):
+    """A minute's grace after an hour's recorded end (a late request may still count):
+    the default is the hour before; export is a read either way (issue 19)."""
     record_traffic(real_redis)
     res = export(at(0, 0, 30, day=29), str(tmp_path))
-    assert res.exit_code == 0 and "ended less than 60 s ago" in res.output
+    assert res.exit_code == 0 and "for hour 2026-11-28T22" in res.output
     assert real_redis.exists(KEYS.clicks_by_hour("2026-11-28T23", 0))
+    assert real_redis.exists(KEYS.clicks_by_hour("2026-11-28T22", 0))
 
 
-@pytest.mark.parametrize("hour, says", [("2026-11-29T00", "not over yet"), ("2026-11-30T05", "not over yet"),
-                                        ("2026-11-28 23", "not an hour"), ("2026-11-28T24", "not an hour"),
-                                        ("yesterday", "not an hour")])
-def test_the_current_a_future_or_a_malformed_hour_is_a_usage_error(export, real_redis, tmp_path, hour, says):
+@pytest.mark.parametrize("hour, code, says", [
+    ("2026-11-29T00", 2, "still being recorded"),   # the running hour, as the servers recorded it
+    ("2026-11-30T05", 0, "nothing recorded"),       # nothing recorded in it (yet)
+    ("2026-11-28 23", 2, "not an hour"), ("2026-11-28T24", 2, "not an hour"), ("yesterday", 2, "not an hour")])
+def test_the_running_a_future_or_a_malformed_hour(export, real_redis, tmp_path, hour, code, says):
+    record_traffic(real_redis)
     res = export(at(0, 5, day=29), str(tmp_path), "--hour", hour)
-    assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output
+    assert res.exit_code == code and says in res.output and "Traceback" not in res.output
+
+
+def test_the_running_hour_only_with_its_own_flag_and_said_to_be_partial(export, real_redis, tmp_path):
+    record_traffic(real_redis)
+    res = export(at(0, 5, day=29), str(tmp_path), "--hour", "2026-11-29T00", "--running-hour-partial")
+    assert res.exit_code == 0 and "still being recorded" in res.output and "so far" in res.output
+
+
+def test_which_hours_are_over_is_the_servers_recorded_hour_whatever_the_callers_tz(export, real_redis, tmp_path):
+    """The servers record in UTC; a caller in Kathmandu (UTC+5:45) neither gets the
+    running hour by default nor may name it (issue 19: it exported the running hour)."""
+    record_traffic(real_redis)
+    kathmandu = at(0, 5, day=29).astimezone(ZoneInfo("Asia/Kathmandu"))  # 05:50 there
+    res = export(kathmandu, str(tmp_path), "--tz", "Asia/Kathmandu")
+    assert res.exit_code == 0 and "for hour 2026-11-28T23" in res.output
+    res = export(kathmandu, str(tmp_path), "--hour", "2026-11-29T00", "--tz", "Asia/Kathmandu")
+    assert res.exit_code == 2 and "still being recorded" in res.output
 
 
 def test_export_with_redis_unreachable_exits_1(monkeypatch, tmp_path):
@@ -597,17 +625,3 @@ def test_export_with_redis_unreachable_exits_1(monkeypatch, tmp_path):
                                         f"unix://{tmp_path}/none.sock"])
     assert res.exit_code == 1 and "cannot reach Redis" in res.output
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("now, last", [
-    (at(0, 5, day=29), "2026-11-28T23"),
-    # 2026-10-25 in Amsterdam: 02:00-02:59 happens twice (CEST, then CET)
-    (dt.datetime(2026, 10, 25, 2, 30, tzinfo=ZONE), "2026-10-25T01"),
-    (dt.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZONE), "2026-10-25T01"),
-    (dt.datetime(2026, 10, 25, 3, 10, tzinfo=ZONE), "2026-10-25T02"),
-    # 2026-03-29: 02:00-02:59 does not happen
-    (dt.datetime(2026, 3, 29, 3, 10, tzinfo=ZONE), "2026-03-29T01"),
-])
-def test_the_default_hour_is_the_last_one_that_is_over_across_daylight_saving(now, last):
-    assert cli_export._last_closed_hour(now) == last
-    assert hour_of(now) > last

@@ -9,16 +9,16 @@ import click
 import redis
 
 from banner_server import config
-from banner_server.clock import hour_of, system_clock
+from banner_server.clock import system_clock
 from banner_server.layout.events import EventStore
 from banner_server.text import clean
 from banner_server.clients.errors import CLIENT_ERRORS
 
 from .common import connect, fail, keys, plural, redis_options, safe_url, setting_option, warn
 
-# Seconds after an hour's end before `export` removes its events: a host whose clock
-# runs a little behind, or a request in flight at the turn of the hour, may still add
-# to it for a moment, and what lands after the export read it would be lost.
+# Seconds after an hour's end before `export` takes it for the last hour that is over:
+# a host whose clock runs a little behind, or a request in flight at the turn of the
+# hour, may still add to it for a moment.
 EXPORT_SETTLE = 60
 
 
@@ -36,25 +36,17 @@ def _parse_hour(text: str) -> dt.datetime:
         raise click.BadParameter(f"{text!r} is not an hour like 2026-11-28T23 (local date and hour)") from None
 
 
-def _last_closed_hour(now: dt.datetime) -> str:
-    """The hour before the current one, in wall-clock terms: stepping back in UTC, so a
-    daylight-saving change (an hour repeated or skipped) is counted right."""
-    current = hour_of(now)
-    moment = now.replace(minute=0, second=0, microsecond=0).astimezone(dt.timezone.utc)
-    while hour_of(moment.astimezone(now.tzinfo)) >= current:
-        moment -= dt.timedelta(hours=1)
-    return hour_of(moment.astimezone(now.tzinfo))
-
-
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--hour", metavar="YYYY-MM-DDTHH", default=None,
-              help="The local hour to export [default: the last one that is over].")
-@click.option("--keep", is_flag=True, help="Leave the hour's events in Redis (default: removed once written).")
+              help="The local hour to export, as the servers recorded it [default: the last one that is over].")
+@click.option("--running-hour-partial", "running", is_flag=True,
+              help="Allow --hour to name the hour still being recorded: its files hold only what was "
+                   "recorded so far (export it again once it is over).")
 @setting_option("--tz", config.TZ, metavar="ZONE",
-                 help="The server's time zone, in which hours are counted [default: the system's].")
+                help="Only for messages: the hours are the servers' own, whatever this zone.")
 @redis_options
-def export(out_dir, hour, keep, tz, redis_url, state_dir):
+def export(out_dir, hour, running, tz, redis_url, state_dir):
     """Write an hour of recorded events as input files: OUT_DIR/{1,2,3,4}/.
 
     For each quarter of the hour, impressions_<hour>.csv (one row per impression),
@@ -65,64 +57,68 @@ def export(out_dir, hour, keep, tz, redis_url, state_dir):
     the same hour exported twice gives the same bytes.  Files are written whole
     (temporary file, renamed); a kind with no event in a quarter gets no file.
 
-    Once every file is written, the hour's events are removed from Redis (the click
-    and conversion records that postbacks need stay), unless --keep; an hour that
-    ended less than a minute ago keeps them (a late request may still count).  An
-    hour with nothing in Redis (none recorded, already removed, or older than
-    --keep-events) writes nothing and leaves any earlier files as they are.
+    Export is a read: nothing is removed from Redis (recorded events are dropped by
+    retention after --keep-events, clicks and conversions after 30 days).  Which
+    hours are over is decided by the end each hour was recorded with by the servers,
+    not by this command's --tz; the default is the last hour that ended at least a
+    minute ago.  An hour with nothing in Redis writes nothing and leaves any earlier
+    files as they are.
 
     \b
     Exit status: 0 written (or nothing to write); 1 Redis unreachable or a file
-                 could not be written (nothing removed); 2 usage (a malformed
-                 hour, or one that is not over yet).
+                 could not be written; 2 usage (a malformed hour, or the running
+                 hour without --running-hour-partial).
     \b
     Example:
-      banners export exports/                       # the last hour, then remove it
-      banners export exports/ --hour 2026-11-28T23 --keep
+      banners export exports/                       # the last hour that is over
+      banners export exports/ --hour 2026-11-28T23
       banners load exports/
     """
     from loader.export import hour_files, write_files  # polars: only for the commands using it
 
     now = _clock(tz)()
-    current = hour_of(now)
-    if hour is None:
-        hour = _last_closed_hour(now)
-    else:
+    if hour is not None:
         _parse_hour(hour)
-        if hour >= current:
-            raise click.BadParameter(f"hour {hour} is not over yet (it is {now:%Y-%m-%d %H:%M} {now:%Z} now); "
-                                     "only an hour that is over can be exported", param_hint="--hour")
     url, client = connect(redis_url, state_dir, start=False)
     events = EventStore(client, keys())
     try:
+        if hour is None:
+            # The servers' own hours: the last one whose recorded end is a minute past.
+            settled = now - dt.timedelta(seconds=EXPORT_SETTLE)
+            closed = events.closed_hours(settled)
+            if not closed:
+                click.echo("nothing recorded in an hour that is over: no file written")
+                return
+            hour = closed[-1]
+        else:
+            end = events.hour_end(hour)
+            if end is not None and end > now.timestamp() and not running:
+                raise click.BadParameter(
+                    f"hour {hour} is still being recorded (it ends at "
+                    f"{dt.datetime.fromtimestamp(end, now.tzinfo):%Y-%m-%d %H:%M %Z}); only an hour that is over "
+                    "can be exported, or give --running-hour-partial for what is recorded so far",
+                    param_hint="--hour")
         recorded = events.read_hour(hour)
+        kept = events.keep_events
     except (*CLIENT_ERRORS, redis.RedisError) as exc:
         fail(f"cannot read hour {hour} from Redis at {safe_url(url)}: {exc}")
     if recorded.empty:
-        click.echo(f"nothing recorded in hour {hour} ({now:%Z}): no events in Redis (none happened, an earlier "
-                   "export removed them, or they are older than --keep-events); no file written")
+        click.echo(f"nothing recorded in hour {hour}: no events in Redis (none happened, or they are older than "
+                   "--keep-events); no file written")
         return
     try:
         written = write_files(out_dir, hour_files(hour, recorded.impressions, recorded.clicks, recorded.conversions))
     except OSError as exc:
-        fail(f"cannot write the files under {clean(out_dir)}: {exc.strerror or exc}; nothing removed from Redis")
+        fail(f"cannot write the files under {clean(out_dir)}: {exc.strerror or exc}")
     for q, (imps, clicks, convs) in recorded.counts().items():
         click.echo(f"quarter {q}: {plural(imps, 'impression')}, {plural(clicks, 'click')}, "
                    f"{plural(convs, 'conversion')}")
     if recorded.unreadable:
         warn(f"{recorded.unreadable} recorded event(s) could not be read and were left out")
+    end = events.hour_end(hour)
+    if end is not None and end > now.timestamp():
+        warn(f"hour {hour} is still being recorded: these files hold what was recorded so far "
+             "(--running-hour-partial); export it again once it is over")
+    elif end is not None and end + kept < now.timestamp():
+        warn(f"hour {hour} ended more than --keep-events ago: its impressions may be pruned already")
     click.echo(f"wrote {plural(len(written), 'file')} for hour {hour} under {clean(out_dir)}")
-    if keep:
-        click.echo("events kept in Redis (--keep)")
-        return
-    end = (_parse_hour(hour) + dt.timedelta(hours=1)).replace(tzinfo=now.tzinfo)
-    if now.timestamp() - end.timestamp() < EXPORT_SETTLE:
-        warn(f"hour {hour} ended less than {EXPORT_SETTLE} s ago: its events are kept in Redis (a late request may "
-             "still count); export it again later to remove them")
-        return
-    try:
-        events.delete_hour(hour)
-    except (*CLIENT_ERRORS, redis.RedisError) as exc:
-        fail(f"the files are written, but removing hour {hour}'s events from Redis failed ({exc}); they expire "
-             "after --keep-events, or export the hour again")
-    click.echo(f"removed hour {hour}'s events from Redis (--keep keeps them)")

@@ -2,7 +2,7 @@
 
 keys.py      the key map (its docstring table) and Keys, the one place key names are made
 catalog.py   versions, selections, status, visitor groups: what a load published
-events.py    recorded impressions, clicks and conversions (the server and the export)
+events.py    recorded impressions, clicks and conversions: recording, export reads, retention
 scripts.py   the Lua scripts of lua/, read once; one way to bind them to either client
-lua/         pick, record | next_click, record_click, record_conversion | switch, rollback, unlist
+lua/         pick, record | record_click, record_conversion | switch, rollback, unlist
 """

@@ -1,21 +1,34 @@
 """What the service records after a banner was shown (SPEC §7): clicks and conversions,
-and an hour of everything recorded read back (and removed) for `banners export`.
+an hour of everything recorded read back for `banners export` (a read: nothing is
+removed), and the retention that bounds it (`prune`).
 
 Layout in layout/keys.py; the scripts in layout/lua/.  Every call touches ONE hash slot, with every key in
 KEYS, so it runs on a Redis Cluster as on one Redis:
 
-* a click takes its id from the control slot (INCR click_seq, with the layout's G
-  read in the same call), then writes its record and its line in the hour's index in
-  the group of its id (one script: both or neither);
-* a conversion reads its click (the click id's group), then one script in the
-  conversion id's group checks the conversion (SET NX semantics: the first one wins,
-  atomically) and writes it with its line in the hour's index.
+* a click's id is drawn here, time-derived and random (`new_click_id`: unix ms << 20
+  | 20 random bits, made to fall in the group of its token), so ids never repeat even
+  after Redis lost its data; one script in that group checks the token (a replayed
+  click URL answers the click id it got the first time, nothing new is recorded),
+  writes the click's record in the hour's hash with HSETNX (an id taken already is
+  drawn again) and enters the hours in the group's registry;
+* a conversion reads its click (the click id's group; the id's time names the hour
+  hash it is in), then one script in the conversion id's group checks the conversion
+  (SET NX semantics: the first one wins, atomically) and writes it with its line in
+  the hour's index.
+
+Nothing recorded has a TTL: under `volatile-lru` only visitor keys are evicted.  Each
+group's registry (`{g}:hours`: hour -> its end, unix time) lists the hours with
+something recorded; `prune(now)` removes, per retention tier, what is old enough:
+impression counters --keep-events after their hour, token indexes 25 h after (a token
+lives 24 h), click records, conversion indexes and conversion records 30 days after.
+`maybe_prune(now)` runs it at most once per period over the whole fleet (a lease).
 
 The hour is the server's local hour (``2026-11-28T23``) and the quarter its minute's
 (clock.quarter_of), from the `now` the caller passes (an aware datetime in the
 server's time zone, from clock.system_clock).  A conversion is filed under its
 click's quarter, in the index of the hour it was recorded: the loader accepts a
-conversion only with its click in the same quarter's files.
+conversion only with its click in the same quarter's files.  Whether an hour is over
+is the registry's end of it (unix time), whatever zone the caller reads clocks in.
 
 Impressions are counted by the pick script (per group, hour and quarter); this module
 only reads them back.
@@ -24,19 +37,49 @@ only reads them back.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import random
+import secrets
 from dataclasses import dataclass, field
 
 from .catalog import layout_groups
-from ..clock import hour_of, quarter_of
-from .keys import Keys
-from .scripts import NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION, bind
+from ..clock import Hour, hour_end, hour_of, hour_stamp, quarter_of  # noqa: F401  (Hour: re-exported)
+from .keys import IMPRESSION_SHARDS, Keys
+from .scripts import RECORD_CLICK, RECORD_CONVERSION, bind
 
 log = logging.getLogger("banner_server")
 
-CLICK_TTL = 30 * 86400  # a conversion may name its click this long (SPEC §7)
+CLICK_TTL = 30 * 86400  # a conversion may name its click this long (SPEC §7): its record is kept so long
 CONVERSION_TTL = CLICK_TTL  # a repeated postback is recognised as long as its click could be named
+TOKEN_KEEP = 25 * 3600  # a click token lives 24 h (tokens.TOKEN_TTL); its replay record an hour more
 DEFAULT_KEEP_EVENTS = 48 * 3600  # config.KEEP_EVENTS's default; what a bare EventStore keeps
+PRUNE_EVERY = 600  # seconds between two prunes of the fleet (the lease's life)
+ID_RANDOM_BITS = 20
+_ID_LOW = (1 << ID_RANDOM_BITS) - 1
+_ID_DRAWS = 8  # an id taken already (same ms, same random bits) is drawn again, so often at most
+OTHER_VISITOR = "o"  # a click record's flag: clicked by another visitor than the banner was shown to
+
+
+def new_click_id(ms: int, group: int, groups: int, rng: random.Random) -> int:
+    """unix ms << 20 | 20 random bits, the low bits moved so that id % groups == group.
+    Below 2**63 until the year 2248; never repeats after Redis lost its data (its
+    counter would: the issue's `kill -9` handed out 1-5 again to another campaign)."""
+    ident = (ms << ID_RANDOM_BITS) | rng.getrandbits(ID_RANDOM_BITS)
+    ident -= (ident % groups - group) % groups
+    if ident & ~_ID_LOW != ms << ID_RANDOM_BITS:  # moved below this ms: up into it
+        ident += groups
+    return ident
+
+
+def click_time(click_id: int) -> float:
+    """The unix time a click id was drawn at (its high bits)."""
+    return (click_id >> ID_RANDOM_BITS) / 1000
+
+
+def token_digest(token: str) -> str:
+    """What the replay index keeps of a click token: 96 bits of its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 def _text(value) -> str:
@@ -49,6 +92,23 @@ class Click:
     banner: int
     served_at: int
     clicked_at: int
+    other_visitor: bool = False
+
+
+class RecordedClick(int):
+    """A click's id (an int), and whether its token was clicked before (`replayed`:
+    this is the id it got then, nothing new was recorded)."""
+
+    replayed: bool
+
+    def __new__(cls, click_id: int, replayed: bool = False):
+        self = super().__new__(cls, click_id)
+        self.replayed = replayed
+        return self
+
+    @property
+    def click_id(self) -> int:
+        return int(self)
 
 
 @dataclass
@@ -82,7 +142,8 @@ class HourEvents:
 
 
 class EventStore:
-    """Records clicks and conversions in Redis and reads an hour of events back.
+    """Records clicks and conversions in Redis, reads an hour of events back, and
+    removes what is older than its retention.
 
     `r` is a redis-py client (one Redis, a RedisCluster, or Sentinel's master).  The
     number of groups G is the layout's (`{t}:groups`, what publishing stored), read on
@@ -90,12 +151,15 @@ class EventStore:
     files ids where the others look for them.
     """
 
-    def __init__(self, r, keys: Keys, keep_events: int = DEFAULT_KEEP_EVENTS, click_ttl: int = CLICK_TTL):
+    def __init__(self, r, keys: Keys, keep_events: int = DEFAULT_KEEP_EVENTS, click_ttl: int = CLICK_TTL,
+                 rng: random.Random | None = None):
         self.r = r
         self.keys = keys
         self.keep_events = int(keep_events)
         self.click_ttl = int(click_ttl)
-        self._scripts = {s.name: bind(r, s) for s in (NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION)}
+        self.rng = rng or random.SystemRandom()
+        self._next_prune = float("-inf")  # maybe_prune: when this store may try for the lease again
+        self._scripts = {s.name: bind(r, s) for s in (RECORD_CLICK, RECORD_CONVERSION)}
 
     def _script(self, name: str):
         return self._scripts[name]
@@ -109,26 +173,66 @@ class EventStore:
         return self._layout(self.r.get(self.keys.groups_key))
 
     # -- recording -----------------------------------------------------------------
-    def record_click(self, campaign: int, banner: int, served_at: int, now: dt.datetime) -> int:
+    def record_click(self, campaign: int, banner: int, served_at: int, now: dt.datetime,
+                     token: str | None = None, other_visitor: bool = False) -> RecordedClick:
         """Records a click on `banner` of `campaign` (shown at unix time `served_at`)
-        at `now`; returns its new click_id.  Raises redis errors."""
-        click_id, stored = self._script("next_click")(keys=[self.keys.click_seq, self.keys.groups_key])
-        click_id = int(click_id)
-        keys = self._layout(stored)
-        group = keys.id_group(click_id)
+        at `now`, once per `token` (the click URL's): a token clicked before answers
+        the click_id it got then, `replayed`, and records nothing.  `other_visitor`: the
+        token was signed for another visitor (kept in the record for traffic quality).
+        Raises redis errors."""
+        keys = self.layout()
+        digest = token_digest(token) if token else ""
+        group = keys.token_group(digest) if digest else self.rng.randrange(keys.groups)
+        hour = hour_of(now)
+        served = dt.datetime.fromtimestamp(served_at, now.tzinfo)
         clicked_at = int(now.timestamp())
-        self._script("record_click")(
-            keys=[keys.click(click_id), keys.clicks_by_hour(hour_of(now), group)],
-            args=[f"{campaign} {banner} {served_at} {clicked_at}", self.click_ttl, click_id,
-                  f"{campaign} {banner} {quarter_of(now)}", self.keep_events])
-        return click_id
+        ms = int(now.timestamp() * 1000)
+        flags = OTHER_VISITOR if other_visitor else "-"
+        tail = f" {quarter_of(now)} {served_at} {clicked_at} {flags}"
+        record_keys = [keys.click_tokens(hour_of(served), group), keys.clicks_by_hour(hour, group),
+                       keys.hours(group)]
+        for _ in range(_ID_DRAWS):
+            click_id = new_click_id(ms, group, keys.groups, self.rng)
+            outcome, got = self._script("record_click")(
+                keys=record_keys,
+                args=[digest, click_id, f"{campaign} {banner}{tail}", hour, hour_end(now),
+                      hour_of(served), hour_end(served)])
+            outcome = _text(outcome)
+            if outcome != "taken":
+                return RecordedClick(int(got), replayed=outcome == "replayed")
+        raise RuntimeError(f"no free click id in {_ID_DRAWS} draws at {ms} ms")  # 2**20 ids a ms: not met
 
-    def click(self, click_id: int, keys: Keys | None = None) -> Click | None:
-        """The click recorded under `click_id`, None when unknown or expired."""
-        raw = self.r.get((keys or self.layout()).click(click_id))
+    def click(self, click_id: int, keys: Keys | None = None, tz: dt.tzinfo | None = None) -> Click | None:
+        """The click recorded under `click_id` (its time names the hour's hash it is in,
+        in the server's zone `tz`), None when unknown or older than its retention."""
+        keys = keys or self.layout()
+        if not 0 <= click_id < 1 << 63:
+            return None
+        try:
+            when = dt.datetime.fromtimestamp(click_time(click_id), tz or dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+        raw = self.r.hget(keys.clicks_by_hour(hour_of(when), keys.id_group(click_id)), str(click_id))
+        if raw is None:
+            return self._legacy_click(keys, click_id)
+        try:
+            campaign, banner, _, served_at, clicked_at, flags = _text(raw).split()
+            return Click(int(campaign), int(banner), int(served_at), int(clicked_at), OTHER_VISITOR in flags)
+        except ValueError:
+            log.warning("click %d: unreadable record %r", click_id, raw)
+            return None
+
+    def _legacy_click(self, keys: Keys, click_id: int) -> Click | None:
+        """A click recorded before click records moved into the hours' hashes (a key
+        per click, "campaign banner served_at clicked_at", with its 30-day TTL): its
+        postbacks keep working until it expires.  Remove 30 days after the upgrade."""
+        raw = self.r.get(keys.legacy_click(click_id))
         if raw is None:
             return None
-        campaign, banner, served_at, clicked_at = map(int, _text(raw).split())
+        try:
+            campaign, banner, served_at, clicked_at = map(int, _text(raw).split())
+        except ValueError:
+            return None
         return Click(campaign, banner, served_at, clicked_at)
 
     def record_conversion(self, click_id: int, conversion_id: int, revenue: str, now: dt.datetime
@@ -140,7 +244,7 @@ class EventStore:
         revenue (counted once); 'conflict': recorded before with other values (kept);
         'unknown_click': no such click, or it expired.  Raises redis errors."""
         keys = self.layout()
-        click = self.click(click_id, keys)
+        click = self.click(click_id, keys, now.tzinfo)
         record = f"{click_id} {revenue}"
         line = ""
         if click is not None:
@@ -149,9 +253,10 @@ class EventStore:
             clicked = dt.datetime.fromtimestamp(click.clicked_at, now.tzinfo)
             line = f"{click_id} {revenue} {quarter_of(clicked)}"
         group = keys.id_group(conversion_id)
+        hour = hour_of(now)
         outcome, recorded = self._script("record_conversion")(
-            keys=[keys.conversion(conversion_id), keys.conversions_by_hour(hour_of(now), group)],
-            args=[record, line, CONVERSION_TTL, conversion_id, self.keep_events])
+            keys=[keys.conversion(conversion_id), keys.conversions_by_hour(hour, group), keys.hours(group)],
+            args=[record, line, hour, conversion_id, hour_end(now)])
         return ConversionResult(_text(outcome), _text(recorded) if recorded else None)
 
     # -- reading an hour back (banners export) ---------------------------------------
@@ -190,7 +295,7 @@ class EventStore:
             for fld, value in clicks.items():
                 try:
                     click_id = int(fld)
-                    campaign, banner, quarter = map(int, _text(value).split())
+                    campaign, banner, quarter = map(int, _text(value).split()[:3])
                     if quarter not in (1, 2, 3, 4):
                         raise ValueError(quarter)
                 except ValueError:
@@ -214,10 +319,143 @@ class EventStore:
             log.warning("hour %s: %d recorded event(s) could not be read and were skipped", hour, events.unreadable)
         return events
 
-    def delete_hour(self, hour: str) -> None:
-        """Removes the hour's impression counters and click/conversion indexes (the
-        click and conversion records stay, for postbacks and their idempotence)."""
+
+    # -- which hours there are (the servers' own hours, whatever the caller's zone) ---
+    def hour_ends(self) -> dict[str, int]:
+        """Every hour with something recorded (not pruned yet) -> its end, unix time."""
         keys = self.layout()
+        ends: dict[str, int] = {}
         for group in range(keys.groups):
-            imp_keys, clicks_key, convs_key = self._hour_keys(keys, hour, group)
-            self.r.delete(*(key for _, key in imp_keys), clicks_key, convs_key)  # one group: one slot
+            for member, score in self.r.zrange(keys.hours(group), 0, -1, withscores=True):
+                hour = _text(member)
+                ends[hour] = min(ends.get(hour, int(score)), int(score))
+        return ends
+
+    def hour_end(self, hour: str) -> int | None:
+        """The end of recorded hour `hour` (unix time), None when nothing is recorded in
+        it (or it was pruned).  The least over the groups: a pick that only knew the
+        hour's name entered an upper bound, a click the exact end."""
+        keys = self.layout()
+        pipe = self.r.pipeline(transaction=False)
+        for group in range(keys.groups):
+            pipe.zscore(keys.hours(group), hour)
+        scores = [s for s in pipe.execute() if s is not None]
+        return int(min(scores)) if scores else None
+
+    def hour_is_over(self, hour: str, now: dt.datetime) -> bool:
+        """Whether recorded hour `hour` ended by `now` (compared as unix time: the
+        caller's time zone does not matter).  False for an hour nothing is recorded in."""
+        end = self.hour_end(hour)
+        return end is not None and end <= now.timestamp()
+
+    def closed_hours(self, now: dt.datetime) -> list[str]:
+        """The recorded hours over by `now` (unix time, whatever its zone), oldest first."""
+        limit = now.timestamp()
+        return sorted(h for h, end in self.hour_ends().items() if end <= limit)
+
+    # -- served counts (the dashboard) -----------------------------------------------
+    def impressions_since(self, now: dt.datetime, hours: int = 24) -> dict[tuple[int, int, int], int]:
+        """(quarter, campaign, banner) -> impressions recorded in the last `hours` hours:
+        the running one and the `hours - 1` before it (those that ended less than
+        `hours - 1` hours before `now`), summed over the groups and hosts: what
+        survives a server restart (the dashboard's served counts)."""
+        keys = self.layout()
+        since = now.timestamp() - (hours - 1) * 3600
+        out: dict[tuple[int, int, int], int] = {}
+        for group in range(keys.groups):
+            recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
+            if not recorded:
+                continue
+            mine = keys.group_prefixes[group]
+            pipe = self.r.pipeline(transaction=False)
+            names = []
+            for hour in recorded:
+                for quarter in (1, 2, 3, 4):
+                    for shard in range(IMPRESSION_SHARDS):
+                        names.append(quarter)
+                        pipe.hgetall(f"{mine}imp:{hour}:{quarter}:{shard}")
+            for quarter, counts in zip(names, pipe.execute()):
+                for fld, count in counts.items():
+                    try:
+                        campaign, banner = map(int, _text(fld).split(":"))
+                        n = int(count)
+                    except ValueError:
+                        continue
+                    out[quarter, campaign, banner] = out.get((quarter, campaign, banner), 0) + n
+        return out
+
+    # -- retention -----------------------------------------------------------------
+    def tiers(self) -> dict[str, int]:
+        """Retention tier -> seconds after its hour's end its keys are removed."""
+        final = max(self.click_ttl, CONVERSION_TTL, self.keep_events, TOKEN_KEEP)
+        return {"imp": self.keep_events, "tok": TOKEN_KEEP, "rec": final}
+
+    def prune(self, now: dt.datetime) -> dict[str, int]:
+        """Removes what is older than its retention (`tiers`): impression counters of
+        hours that ended --keep-events before `now`, token indexes 25 h after, click
+        records, conversion indexes and conversion records 30 days after (then the
+        hour leaves the registry).  Each tier's progress is kept per group, so an hour is
+        cleaned once per tier, and a prune that did not run for a while catches up.
+        Returns {tier: hours cleaned}.  One slot per call (cluster-safe)."""
+        keys = self.layout()
+        tiers = self.tiers()
+        ts = now.timestamp()
+        done = {tier: 0 for tier in tiers}
+        for group in range(keys.groups):
+            mine = keys.group_prefixes[group]
+            cursors = {_text(k): float(v) for k, v in self.r.hgetall(keys.pruned(group)).items()}
+            for tier, keep in tiers.items():
+                cutoff = int(ts - keep)
+                low = "-inf" if tier == "rec" else f"({cursors.get(tier, float('-inf'))}"
+                hours = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), low, cutoff)]
+                for hour in hours:
+                    if tier == "imp":
+                        self.r.unlink(*(f"{mine}imp:{hour}:{q}:{s}" for q in (1, 2, 3, 4)
+                                        for s in range(IMPRESSION_SHARDS)))
+                    elif tier == "tok":
+                        self.r.unlink(keys.click_tokens(hour, group))
+                    else:
+                        self._drop_conversions(keys, hour, group)
+                        self.r.unlink(keys.clicks_by_hour(hour, group), keys.conversions_by_hour(hour, group))
+                        self.r.zrem(keys.hours(group), hour)
+                done[tier] += len(hours)
+                if tier != "rec":
+                    self.r.hset(keys.pruned(group), tier, cutoff)
+        if any(done.values()):
+            log.info("pruned recorded events older than their retention: %s", done)
+        return done
+
+    def _drop_conversions(self, keys: Keys, hour: str, group: int) -> None:
+        """The conversion records an hour's index lists (same group: one slot)."""
+        index = keys.conversions_by_hour(hour, group)
+        cursor = 0
+        while True:
+            cursor, fields = self.r.hscan(index, cursor, count=1000)
+            ids = [int(f) for f in fields if _text(f).isdigit()]
+            if ids:
+                self.r.unlink(*(keys.conversion(i) for i in ids))
+            if not cursor:
+                return
+
+    def maybe_prune(self, now: dt.datetime, every: int = PRUNE_EVERY) -> dict[str, int] | None:
+        """`prune(now)`, by at most one worker of the fleet per `every` seconds (a SET NX
+        EX lease in the control slot); None when another had the lease, or when this
+        store tried less than `every` seconds ago (so a click costs no extra round trip
+        but once a period).  Raises redis errors (the lease then stays: the next try is
+        after `every` seconds)."""
+        ts = now.timestamp()
+        if ts < self._next_prune:
+            return None
+        self._next_prune = ts + every
+        if not self.r.set(self.keys.prune_lease, secrets.token_hex(8), nx=True, ex=int(every)):
+            return None
+        return self.prune(now)
+
+    def evicted_keys(self) -> int:
+        """Redis' evicted_keys (INFO stats; summed over a cluster's nodes): only visitor
+        keys can be evicted (nothing recorded has a TTL), so this counts the visitors
+        forgotten at the memory bound (for /metrics)."""
+        info = self.r.info("stats")
+        if "evicted_keys" in info:
+            return int(info["evicted_keys"])
+        return sum(int(node.get("evicted_keys", 0)) for node in info.values() if isinstance(node, dict))

@@ -39,19 +39,39 @@ across two versions.
 
 with {t} the control tag and {g} a group's tag, e.g. ``{g3.60}``.
 
-What the service records (SPEC §7), spread over the groups like the visitors, kept for
---keep-events (default 48 h) unless said otherwise; {hour} is the server's local hour,
-``2026-11-28T23``, and {q} its quarter:
+What the service records (SPEC §7) is billing data: it has NO TTL, so under
+`maxmemory-policy volatile-lru` Redis only ever evicts the visitor keys above (the only
+keys with a TTL: the least recently seen visitors are forgotten first).  Retention is
+explicit: every hour something is recorded in is entered in its group's registry, and
+EventStore.prune removes an hour's keys once it is old enough (see layout/events.py).
+{hour} is the server's local hour, ``2026-11-28T23``, {q} its quarter:
 
-    {p}{t}:click_seq                counter: the last click_id handed out
+    {p}{t}:prune_lease              string: the worker pruning now (SET NX EX: one per fleet
+                                    and period)
+    {p}{g}:hours                    sorted set: hour -> its end (unix time): every hour with
+                                    something recorded in group g (export, retention)
+    {p}{g}:pruned                   hash: retention tier -> the hour ends pruned up to
     {p}{g}:imp:{hour}:{q}:{s}       hash: "campaign:banner" -> impressions (the pick script
-                                    counts them, in the visitor's group); s = campaign % 16
-    {p}{g}:click:{click_id}         string "campaign banner served_at clicked_at": the click,
-                                    30 days (a conversion may name it that long); g of the id
-    {p}{g}:clicks:{hour}            hash: click_id -> "campaign banner quarter" (export)
-    {p}{g}:conv:{conversion_id}     string "click_id revenue": the conversion (idempotence),
-                                    30 days; g of the id
-    {p}{g}:convs:{hour}             hash: conversion_id -> "click_id revenue quarter" (export)
+                                    counts them, in the visitor's group); s = campaign % 16;
+                                    kept --keep-events (default 48 h) after the hour
+    {p}{g}:clicks:{hour}            hash: click_id -> "campaign banner quarter served_at
+                                    clicked_at flags": the click records of the hour (export,
+                                    postbacks); kept 30 days (a conversion may name a click
+                                    that long); g of the id, which the id's time names the hour
+    {p}{g}:tok:{hour}               hash: digest of a click token -> its click_id (a replayed
+                                    click URL records nothing new); {hour} the one served in;
+                                    kept while the token lives (24 h) and an hour more
+    {p}{g}:conv:{conversion_id}     string "click_id revenue": the conversion (idempotence);
+                                    g of the id; removed with its hour's index, after 30 days
+    {p}{g}:convs:{hour}             hash: conversion_id -> "click_id revenue quarter" (export);
+                                    kept 30 days (it lists the records above for their removal)
+
+Before the hours' hashes a click was a key of its own, ``{p}{g}:click:{click_id}`` with a
+30-day TTL (ids from an INCR counter, ``{p}{t}:click_seq``): postbacks still read it
+until it expires (EventStore._legacy_click); nothing writes either any more.
+
+A click_id is time-derived and random (unix ms << 20 | 20 random bits, < 2**63), so no
+id repeats after Redis lost its data or failed over; its group is id % G.
 """
 
 from __future__ import annotations
@@ -103,6 +123,7 @@ class Keys:
         self.groups = groups
         self.group_prefixes = tuple(f"{self.prefix}{{{tag}}}:" for tag in group_tags(groups))
         self.group_currents = tuple(gp + "current" for gp in self.group_prefixes)
+        self.hour_registries = tuple(gp + "hours" for gp in self.group_prefixes)  # made once: the pick names one
 
     def with_groups(self, groups: int) -> "Keys":
         return self if groups == self.groups else Keys(self.prefix, groups)
@@ -142,12 +163,31 @@ class Keys:
 
     # -- what the service records (banner_server.events) -----------------------------
     @property
-    def click_seq(self) -> str:
-        return self.control + "click_seq"
+    def prune_lease(self) -> str:
+        return self.control + "prune_lease"
+
+    def hours(self, group: int) -> str:
+        """Group g's hour registry: hour -> its end as unix time."""
+        return self.hour_registries[group]
+
+    def pruned(self, group: int) -> str:
+        return self.group_prefixes[group] + "pruned"
 
     def id_group(self, ident: int) -> int:
         """The group of a click or conversion id: records spread like visitors."""
         return ident % self.groups
+
+    def token_group(self, digest: str) -> int:
+        """The group a click token's click goes to (its id is drawn to fall in it)."""
+        return 0 if self.groups == 1 else zlib.crc32(digest.encode()) % self.groups
+
+    def legacy_click(self, click_id: int) -> str:
+        """A click's own key, as clicks were kept before the hours' hashes (read only,
+        for postbacks of clicks made before the upgrade; they expire within 30 days)."""
+        return f"{self.group_prefixes[self.id_group(click_id)]}click:{click_id}"
+
+    def click_tokens(self, hour: str, group: int) -> str:
+        return f"{self.group_prefixes[group]}tok:{hour}"
 
     def impressions(self, hour: str, quarter: int, group: int, campaign: int) -> str:
         """The counter hash of a campaign's impressions (one of IMPRESSION_SHARDS per group,
@@ -159,9 +199,6 @@ class Keys:
         """Every counter hash of an hour and quarter (for export): groups x shards."""
         return [f"{gp}imp:{hour}:{quarter}:{shard}" for gp in self.group_prefixes
                 for shard in range(IMPRESSION_SHARDS)]
-
-    def click(self, click_id: int) -> str:
-        return f"{self.group_prefixes[self.id_group(click_id)]}click:{click_id}"
 
     def clicks_by_hour(self, hour: str, group: int) -> str:
         return f"{self.group_prefixes[group]}clicks:{hour}"

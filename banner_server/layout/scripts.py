@@ -31,7 +31,6 @@ def _read(name: str) -> Script:
 PICK = _read("pick")
 RECORD = _read("record")
 # What is recorded after a banner was shown (layout/events.py).
-NEXT_CLICK = _read("next_click")
 RECORD_CLICK = _read("record_click")
 RECORD_CONVERSION = _read("record_conversion")
 # Publishing (loader/publish.py).
@@ -39,7 +38,7 @@ SWITCH = _read("switch")
 ROLLBACK = _read("rollback")
 UNLIST = _read("unlist")
 
-ALL = (PICK, RECORD, NEXT_CLICK, RECORD_CLICK, RECORD_CONVERSION, SWITCH, ROLLBACK, UNLIST)
+ALL = (PICK, RECORD, RECORD_CLICK, RECORD_CONVERSION, SWITCH, ROLLBACK, UNLIST)
 
 
 def bind(client, script: Script):

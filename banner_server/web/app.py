@@ -43,7 +43,8 @@ def create_app(settings: Settings, services: Services | None = None):
             store.ensure_snapshot()  # a worker that has served nothing yet still knows the landing pages
             return store.landing(campaign)
 
-        app.add_route("/click/{token}", ClickResource(services.events, services.signer, landing, clock))
+        app.add_route("/click/{token}", ClickResource(services.events, services.signer, landing, clock,
+                                                         visitor=draw.identities))
         app.add_route("/conversions", ConversionResource(services.events, settings.postback_token, clock))
     app.add_route("/banners/{image}", BannerImageResource(images))
     app.add_route("/", IndexResource(store, quarter))

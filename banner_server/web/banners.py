@@ -46,11 +46,7 @@ class Draw:
             raise bad_id("campaign")
         quarter = self.quarter()
         cookie, carried = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
-        if cookie:
-            visitor = "c:" + cookie
-        else:
-            address = visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
-            visitor = "a:" + visitors.anonymous_id(address, req.user_agent or "")
+        visitor = "c:" + cookie if cookie else self._anonymous(req)
         try:
             pick = self.store.pick(quarter, campaign, visitor, carried, self.hour() if self.hour else None)
         except NotFound:
@@ -72,8 +68,23 @@ class Draw:
                             same_site="Lax")
         resp.set_header("X-Banners-Version", pick.version)
         image_url = f"/banners/{banner}.{'png' if self.images.has(banner) else 'svg'}"
-        click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()))
+        # One click URL per visitor (the tag of the visitor it was shown to): one URL
+        # records one click, and a click by someone else is told apart.
+        click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()), visitor)
         return campaign, quarter, banner, image_url, click_url
+
+    def _anonymous(self, req: falcon.Request) -> str:
+        address = visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
+        return "a:" + visitors.anonymous_id(address, req.user_agent or "")
+
+    def identities(self, req: falcon.Request) -> list[str]:
+        """Who a request may be, as a banner answer named it: its cookie's visitor and
+        its address + User-Agent's (a banner shown to a client without a cookie was
+        signed for the latter, and its click may come with the cookie set meanwhile,
+        or without it where third-party cookies are blocked)."""
+        cookie, _ = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
+        anonymous = self._anonymous(req)
+        return ["c:" + cookie, anonymous] if cookie else [anonymous]
 
 
 class CampaignResource:

@@ -83,7 +83,8 @@ class SelectionStore:
                  retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None,
                  fast: FastRedis | None = None, keep_events: int = 48 * 3600):
         self.r = client
-        self.keep_events = str(keep_events + 3600)  # an hour's counters outlive its last minute by keep_events
+        self.keep_events = keep_events  # retention is EventStore.prune's: counters have no TTL
+        self._hour_ends: dict[str, tuple[str, str]] = {}
         self.keys = keys
         self.ttl = str(visitor_ttl)
         self.rng = rng or random.Random()
@@ -179,6 +180,20 @@ class SelectionStore:
         self.ensure_snapshot()
         return sorted((self.selections or {}).get(quarter, {}))
 
+    def _hour_args(self, hour: str) -> tuple[str, str]:
+        """(its end, its name) of the hour for the registry, as plain str (the fast
+        client packs exact types): the end exact from a `clock.Hour` (it carries
+        .end), else an upper bound (first seen + 1 h; ZADD LT keeps the least written).
+        One dict lookup a pick once the hour was seen."""
+        cached = self._hour_ends.get(hour)
+        if cached is None:
+            if len(self._hour_ends) > 4:
+                self._hour_ends.clear()
+            end = getattr(hour, "end", None)
+            cached = self._hour_ends[hour] = (str(end if end is not None else int(time.time()) + 3600),
+                                              str.__str__(hour))
+        return cached
+
     # -- the hot path ----------------------------------------------------------
     def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None,
              hour: str | None = None) -> Pick:
@@ -190,8 +205,12 @@ class SelectionStore:
             keys = self.keys
             group = keys.group_of(visitor)
             visitor_key = keys.visitor(visitor, group)
-            args = [self.version or "", self.ttl, carried or "", campaign, self.keep_events]
-            tail = [visitor_key, keys.impressions(hour, quarter, group, campaign)] if hour else [visitor_key]
+            if hour:
+                args = [self.version or "", self.ttl, carried or "", campaign, *self._hour_args(hour)]
+                tail = [visitor_key, keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
+            else:
+                args = [self.version or "", self.ttl, carried or "", campaign]
+                tail = [visitor_key]
             try:
                 reply = self._pick(keys=[keys.group_currents[group],
                                          keys.selection_set(args[0], quarter, campaign, group), *tail], args=args)
@@ -264,9 +283,10 @@ class SelectionStore:
         try:
             keys = self.keys
             group = keys.group_of(visitor)
-            counter = [keys.impressions(hour, quarter, group, campaign)] if hour else []
+            counter = [keys.impressions(hour, quarter, group, campaign), keys.hours(group)] if hour else []
             banner_id = int(self._record(keys=[keys.visitor(visitor, group), *counter],
-                                         args=[self.ttl, carried or "", campaign, self.keep_events, *order]))
+                                         args=[self.ttl, carried or "", campaign,
+                                               *(self._hour_args(hour) if hour else ("", "")), *order]))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return self._pick_from_snapshot(quarter, campaign, visitor, carried, failure_reason(exc))
@@ -296,7 +316,7 @@ class SelectionStore:
         campaign = next(iter(self.selections[quarter]))
         keys = self.keys
         self._pick(keys=[keys.group_currents[0], keys.selection_set(self.version, quarter, campaign, 0),
-                         keys.visitor("readyz", 0)], args=[self.version, "60", "", campaign, "60"])
+                         keys.visitor("readyz", 0)], args=[self.version, "60", "", campaign])
 
     def readiness(self) -> tuple[bool, dict]:
         try:

@@ -4,8 +4,8 @@ the campaign's landing page, and the advertiser's postback of a conversion.
 Built the Revive Adserver way: the click URL is signed by the server (tokens.py), so
 nobody can mint clicks for banners never shown nor use the service as an open
 redirect (the landing page only ever comes from the published campaigns data, never
-from the request); each click gets a new integer click_id, handed to the landing page
-in its query; postbacks are authenticated by a bearer token and idempotent (a
+from the request); each click URL gets one integer click_id (a replay answers the same
+one and records nothing), handed to the landing page in its query; postbacks are authenticated by a bearer token and idempotent (a
 conversion id is recorded once; the same postback again is a success, other values
 for it a conflict).
 """
@@ -92,16 +92,20 @@ class ClickResource:
 
     HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
-    def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock):
+    def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock,
+                 visitor: Callable[[falcon.Request], "str | None"] | None = None):
         self.events = events
+        # The visitor id of the request (its cookie), to tell a click by another visitor
+        # than the one a tagged token was signed for; None: not checked.
+        self.visitor = visitor
         self.signer = signer
         self.landing = landing
         self.now = now
         self.html_headers = {**HTML_HEADERS, **self.HEADERS}
 
-    def _verify(self, req: falcon.Request, token: str, now: dt.datetime) -> tuple[int, int, int]:
+    def _verify(self, req: falcon.Request, token: str, now: dt.datetime) -> tuple[int, int, int, bool]:
         try:
-            return self.signer.verify(token, now.timestamp())
+            return self.signer.verify_click(token, now.timestamp(), self.visitor(req) if self.visitor else None)
         except ExpiredToken:
             raise falcon.HTTPGone(
                 title="Click link expired",
@@ -123,14 +127,24 @@ class ClickResource:
 
     def _answer(self, req, resp, token: str, record: bool) -> None:
         now = self.now()
-        campaign, banner, served_at = self._verify(req, token, now)
+        campaign, banner, served_at, other_visitor = self._verify(req, token, now)
+        if not self.visitor:
+            other_visitor = False  # not checked here: a tagged token says nothing without the clicker's id
         click_id = None
         if record:
             try:
-                click_id = self.events.record_click(campaign, banner, served_at, now)
+                # Once per token: a replayed click URL answers the same click_id, records nothing.
+                click_id = self.events.record_click(campaign, banner, served_at, now, token=token,
+                                                    other_visitor=other_visitor).click_id
             except CLIENT_ERRORS as exc:
                 log.warning("click on banner %d of campaign %d not recorded (Redis: %s: %s); the visitor is sent "
                             "on without a click_id", banner, campaign, type(exc).__name__, exc)
+            else:
+                try:  # retention: one worker of the fleet per period (EventStore.maybe_prune)
+                    self.events.maybe_prune(now)
+                except _REDIS_ERRORS as exc:
+                    log.warning("pruning old events failed (Redis: %s: %s); retried in a while", type(exc).__name__,
+                                exc)
         target = self.landing(campaign)
         url = landing_url(target)
         resp.set_headers(self.HEADERS)

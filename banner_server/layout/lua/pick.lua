@@ -2,12 +2,14 @@
 -- KEYS[2] = the group's copy of the selection set of (ARGV[1], quarter, campaign)
 -- KEYS[3] = the visitor's last-banner key
 -- KEYS[4] = optional: the group's impressions counter of this hour and quarter
+-- KEYS[5] = with KEYS[4]: the group's hour registry (hour -> its end, unix time)
 -- ARGV[1] = the version KEYS[2] belongs to
 -- ARGV[2] = visitor TTL in seconds
 -- ARGV[3] = the last banner when KEYS[3] has none ('' for none: the one a new cookie
 --           carries from the client's cookie-less request)
 -- ARGV[4] = the campaign
--- ARGV[5] = seconds an impressions counter is kept
+-- ARGV[5] = the hour's end (unix time; an upper bound when the caller only knows its name)
+-- ARGV[6] = the hour
 --
 -- One round trip to one node: check the group's `current` is the version the worker
 -- built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
@@ -34,9 +36,10 @@ if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
   end
 end
 redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
--- one counter per campaign and banner (memory follows them, not the traffic); its
--- time to live is set when a field is created
+-- one counter per campaign and banner (memory follows them, not the traffic), no TTL
+-- (never evicted); its hour is entered in the registry when a field is created, where
+-- EventStore.prune finds it (the same one extra call the EXPIRE it replaces cost)
 if KEYS[4] and redis.call('HINCRBY', KEYS[4], ARGV[4] .. ':' .. pick, 1) == 1 then
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  redis.call('ZADD', KEYS[5], 'LT', ARGV[5], ARGV[6])
 end
 return {ver, pick}
