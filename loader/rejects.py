@@ -107,8 +107,7 @@ class RejectLog:
         if self.done:
             return None
         self.done = True
-        self.fh.close()
-        if self.direct:
+        if not self._close() or self.direct:
             return None
         try:
             os.replace(self.tmp, self.failed_path)
@@ -117,12 +116,21 @@ class RejectLog:
             self.tmp.unlink(missing_ok=True)
             return None
 
+    def _close(self) -> bool:
+        """Closes the file; False when its last rows could not be written (a full disk:
+        the load's outcome is said all the same, never a traceback)."""
+        try:
+            self.fh.close()
+            return True
+        except OSError:
+            return False
+
     def __enter__(self) -> "RejectLog":
         return self
 
     def __exit__(self, *exc) -> None:
         if not self.done:  # left by an error before the outcome was known
             self.done = True
-            self.fh.close()
+            self._close()
             if not self.direct:
                 self.tmp.unlink(missing_ok=True)

@@ -137,7 +137,8 @@ def _load(opts: LoadOptions, baseline: Baseline | None, lock: LoadLock | None) -
             opts.reject_log_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         rejects = RejectLog(log)
     except OSError as exc:
-        return NothingPublished("reject_log", f"cannot write the reject log {clean(log)}: {exc.strerror or exc}")
+        return NothingPublished("reject_log", f"cannot write the reject log {clean(log)}: {exc.strerror or exc}: "
+                                "nothing published")
     warnings: list[str] = []
     with rejects:
         total = sum(f.path.stat().st_size for f in files if f.path.is_file())
@@ -146,7 +147,8 @@ def _load(opts: LoadOptions, baseline: Baseline | None, lock: LoadLock | None) -
         try:
             rejects.write(result.rejects)
         except OSError as exc:
-            return NothingPublished("reject_log", f"cannot write the reject log {clean(log)}: {exc.strerror or exc}")
+            return NothingPublished("reject_log", f"cannot write the reject log {clean(log)}: {exc.strerror or exc}: "
+                                "nothing published")
         opts.report.computed(result)
 
         def commit_log() -> Path:

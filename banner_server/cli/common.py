@@ -4,6 +4,7 @@ options that are BANNERS_* variables, the connection step, and aligned tables.""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -111,7 +112,9 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = connect_client(url, 30, 5)  # one Redis, a cluster (detected) or Sentinel
-        client.ping()
+        # ECHO, not PING: a Redis that cannot write its file (a full disk) refuses PING
+        # with the writes (MISCONF), and what it holds must still be shown.
+        client.echo("banners")
     except config.SettingError as exc:
         fail(str(exc), EXIT_USAGE)
     except (EmbeddedRedisError, OSError, ValueError) as exc:
@@ -130,12 +133,34 @@ def keys() -> Keys:
     return Keys(config.KEY_PREFIX.get())
 
 
-def save_embedded(client) -> None:
-    """The embedded instance keeps what was published (or switched to) across restarts."""
+def save_embedded(client, wait: float = 10.0, sleep=time.sleep) -> str | None:
+    """Saves what was published (or switched to) on the embedded instance, and checks
+    that Redis could write it to disk: None when it could, else what failed (a full
+    disk: the version serves, but a restart would lose it).  Its own Redis is the
+    operator's to save; its last save and append-only file are checked all the same."""
     try:
         client.bgsave()
     except redis.RedisError:
-        pass
+        pass  # one already running (a rollback right after a load): wait for it below
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            info = client.info("persistence")
+            if not info.get("rdb_bgsave_in_progress") or time.monotonic() > deadline:
+                break
+            sleep(0.05)
+    except CLIENT_ERRORS as exc:
+        return f"cannot tell whether Redis saved it ({exc})"
+    return persistence_problem(info)
+
+
+def persistence_problem(info: dict) -> str | None:
+    """What INFO persistence says failed, or None: the last snapshot, or the append-only file."""
+    if info.get("rdb_last_bgsave_status", "ok") != "ok":
+        return "Redis could not write its snapshot to disk (rdb_last_bgsave_status: err; a full disk?)"
+    if info.get("aof_enabled") and info.get("aof_last_write_status", "ok") != "ok":
+        return "Redis could not write its append-only file (aof_last_write_status: err; a full disk?)"
+    return None
 
 
 def print_table(cols: list[str], rows: list[list[str]], left: tuple[str, ...] = ("kind",)) -> None:

@@ -11,7 +11,7 @@ import click
 
 from banner_server.text import clean
 
-from .common import EXIT_OK, EXIT_REJECTED, connect, fail, keys, print_table, redis_options, save_embedded, warn
+from .common import EXIT_OK, EXIT_REJECTED, connect, fail, keys, print_table, redis_options, persistence_problem, save_embedded, warn
 
 # A dry run against a different data set changed ~200 lines: the first ones show what
 # kind of change it is, the count says how big; the final line has the totals.
@@ -78,9 +78,12 @@ def load(data_dir: Path, seed, reject_log, strict, dry_run, quiet, redis_url, st
     if isinstance(outcome, NothingPublished):
         fail(outcome.message)
     if isinstance(outcome, Published):
-        if not redis_url:
-            save_embedded(client)
-        _finish(outcome, f"published version {outcome.version} (seed {outcome.seed})")
+        unsaved = save_embedded(client) if not redis_url else persistence_problem(client.info("persistence"))
+        if unsaved:
+            # It serves, but a Redis restart would lose it: the operator must know (exit 3).
+            warn(f"published version {outcome.version}, but it is not safe on disk: {unsaved}; "
+                 "free the disk and load again (or `banners redis stop` saves once it can)")
+        _finish(outcome, f"published version {outcome.version} (seed {outcome.seed})", unsaved=bool(unsaved))
     if not quiet:
         _print_changes(outcome.changes)
     _finish(outcome, f"dry run, nothing published (seed {outcome.seed})", outcome.changes.total)
@@ -134,7 +137,7 @@ def _print_changes(changes) -> None:
         click.echo(f"... and {len(lines) - MAX_CHANGE_LINES} more line(s)")
 
 
-def _finish(outcome, head: str, tail: str | None = None):
+def _finish(outcome, head: str, tail: str | None = None, unsaved: bool = False):
     """The end of a load or a dry run: its warnings, one final line, its exit status."""
     result = outcome.result
     for line in outcome.missing:
@@ -146,4 +149,4 @@ def _finish(outcome, head: str, tail: str | None = None):
                f"quarter(s) {', '.join(map(str, result.quarters))}; "
                + (f"{n} rejection(s) logged to {clean(outcome.reject_log)}" if n else "no rejections")
                + (f"; {tail}" if tail else ""))
-    sys.exit(EXIT_REJECTED if outcome.incomplete else EXIT_OK)
+    sys.exit(EXIT_REJECTED if outcome.incomplete or unsaved else EXIT_OK)
