@@ -1,0 +1,368 @@
+"""Issue 22, the server side: safe on its host and across a fleet.
+
+One signing secret per deployment (serve records its fingerprint in Redis and a host
+with another one refuses to start), metrics per server instance (a second server
+never touches the first one's; exited workers folded), every pre-flight check before
+`serving on`, postbacks of any shape answered in JSON, and embed.js' trust rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import fakeredis
+import pytest
+from click.testing import CliRunner
+
+from banner_server.clients.embedded import free_port
+from banner_server.web import metrics as metrics_mod
+from banner_server.web.metrics import Counters, Metrics, fold_worker, instance_dir, read_all
+from banner_server.web.tokens import SecretError, fingerprint, load_secret
+from tests.harness import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def banners_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERS_")}
+    env.update(extra)
+    return env
+
+
+# --- the secret file (load_secret) -------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"short-secret\n"])
+def test_an_empty_or_short_secret_file_is_refused_with_a_message(tmp_path, content):
+    (tmp_path / "secret").write_bytes(content)
+    with pytest.raises(SecretError) as err:
+        load_secret(None, tmp_path)
+    assert "delete it" in str(err.value) and not err.value.environment
+    assert content.strip() == b"" or content.strip().decode() not in str(err.value)  # never the secret
+
+
+def test_a_state_folder_that_is_a_file_is_an_environment_error(tmp_path):
+    (tmp_path / "state").write_text("not a folder")
+    with pytest.raises(SecretError) as err:
+        load_secret(None, tmp_path / "state")
+    assert err.value.environment
+
+
+@pytest.mark.parametrize("failing", ["link", "write"])
+def test_load_secret_removes_its_temporary_file_on_every_failure(tmp_path, monkeypatch, failing):
+    import banner_server.web.tokens as tokens
+
+    def refuse(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    if failing == "link":
+        monkeypatch.setattr(tokens.os, "link", refuse)
+    else:
+        real_fdopen = os.fdopen
+
+        class Full:
+            def __init__(self, fd, mode):
+                self.fh = real_fdopen(fd, mode)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.fh.close()
+
+            def write(self, data):
+                refuse()
+
+        monkeypatch.setattr(tokens.os, "fdopen", Full)
+    with pytest.raises(SecretError) as err:
+        load_secret(None, tmp_path)
+    assert err.value.environment and "No space left" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_fingerprint_is_stable_and_says_nothing_of_the_secret():
+    secret = b"a-deployment-secret-0123456789"
+    assert fingerprint(secret) == fingerprint(secret) != fingerprint(secret + b"x")
+    assert len(fingerprint(secret)) == 16 and secret.hex()[:8] not in fingerprint(secret)
+
+
+# --- serve's pre-flight checks: before `serving on`, exit 2 (or 1), never a traceback ------
+
+def run_serve(*args, env=None):
+    from cli import main
+
+    return CliRunner().invoke(main, ["serve", "--bind", f"127.0.0.1:{free_port()}", *args],
+                              env={"BANNERS_SECRET": "", **(env or {})})
+
+
+def assert_refused(result, code: int, *words: str):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and "serving on" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for word in words:
+        assert word in result.output, result.output
+
+
+@pytest.mark.parametrize("content", [b"", b"tooshort\n"])
+def test_serve_refuses_a_bad_secret_file_before_serving(tmp_path, content):
+    (tmp_path / "secret").write_bytes(content)
+    assert_refused(run_serve("--state-dir", str(tmp_path), "--redis-url", "redis://127.0.0.1:1/0"), 2,
+                   "secret file", "BANNERS_SECRET")
+
+
+def test_serve_refuses_a_state_folder_it_cannot_make(tmp_path):
+    (tmp_path / "deploy").write_text("")  # a file where a folder of the path should be
+    assert_refused(run_serve("--state-dir", str(tmp_path / "deploy" / "state"), "--redis-url",
+                             "redis://127.0.0.1:1/0"), 2, "state folder", "a file")
+
+
+def test_serve_refuses_a_metrics_folder_it_cannot_make(tmp_path):
+    (tmp_path / "metrics").write_text("")  # where the metrics folder should be
+    assert_refused(run_serve("--state-dir", str(tmp_path), "--redis-url", "redis://127.0.0.1:1/0"), 2,
+                   "metrics folder")
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root writes in a read-only folder")
+def test_serve_refuses_a_read_only_state_folder(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o500)
+    try:
+        assert_refused(run_serve("--state-dir", str(state), "--redis-url", "redis://127.0.0.1:1/0"), 1,
+                       "cannot write in the state folder")
+    finally:
+        state.chmod(0o700)
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root reads a 0000 file")
+def test_serve_refuses_an_unreadable_secret_file(tmp_path):
+    (tmp_path / "secret").write_text("x" * 40)
+    (tmp_path / "secret").chmod(0)
+    assert_refused(run_serve("--state-dir", str(tmp_path), "--redis-url", "redis://127.0.0.1:1/0"), 1,
+                   "cannot read the secret file")
+
+
+# --- one signing secret per deployment ---------------------------------------------------
+
+def test_the_first_server_records_the_fingerprint_and_a_different_one_is_refused(capsys):
+    from banner_server.cli import serve as serve_mod
+
+    client = fakeredis.FakeRedis()
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False, now=at)
+    recorded = client.hgetall(serve_mod.signing_key())
+    assert recorded[b"fingerprint"].decode() == fingerprint(b"s" * 32)
+    assert recorded[b"since"] == b"2026-01-02T03:04:05+00:00" and recorded[b"host"]
+    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False)  # the same secret: fine
+    with pytest.raises(SystemExit) as exc:
+        serve_mod._check_fleet_secret(client, b"t" * 32, rotate=False)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert fingerprint(b"s" * 32) in err and fingerprint(b"t" * 32) in err and "--rotate-secret" in err
+    assert "tttt" not in err and "ssss" not in err
+    # Rotating on purpose replaces the record; the old secret is then the refused one.
+    serve_mod._check_fleet_secret(client, b"t" * 32, rotate=True)
+    assert client.hget(serve_mod.signing_key(), "fingerprint").decode() == fingerprint(b"t" * 32)
+    with pytest.raises(SystemExit):
+        serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False)
+
+
+@pytest.fixture(scope="module")
+def shared_redis():
+    proc = RedisProcess().start()
+    yield proc
+    proc.close()
+
+
+@pytest.fixture
+def data(sample_dir, tmp_path):
+    target = tmp_path / "data"
+    shutil.copytree(sample_dir(12, 0.01), target)
+    return target
+
+
+@pytest.fixture
+def states():
+    made = []
+
+    def make(name: str) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"bsf{name}-", dir="/tmp"))  # short: the embedded socket's limit
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_argv(state: Path, port: int, *extra) -> list:
+    return [str(VENV_BIN / "banners"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+            "--state-dir", str(state), *extra]
+
+
+@pytest.mark.slow
+def test_two_hosts_with_different_secrets_the_second_refuses_same_secret_clicks_cross(shared_redis, data, states):
+    from tests.test_deploy import get, start_server, status_of, wait_for
+
+    client = shared_redis.client()
+    client.flushall()
+    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="secret-of-host-a-0123456789")
+    load = subprocess.run([str(VENV_BIN / "banners"), "load", str(data), "--seed", "1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert load.returncode == 0, load.stdout + load.stderr
+    port_a, port_b = free_port(), free_port()
+    a = start_server(serve_argv(states("a"), port_a), env, port_a)
+    servers = [a]
+    try:
+        other = {**env, "BANNERS_SECRET": "another-secret-on-host-b-987654"}
+        refused = subprocess.run(serve_argv(states("b"), port_b), env=other, capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 2, refused.stderr
+        assert "another secret" in refused.stderr and "--rotate-secret" in refused.stderr
+        assert "serving on" not in refused.stderr and "Traceback" not in refused.stderr
+        assert "another-secret-on-host-b" not in refused.stderr and "secret-of-host-a" not in refused.stderr
+        b = start_server(serve_argv(states("b"), port_b), env, port_b)
+        servers.append(b)
+        wait_for(lambda: get(port_a, "/readyz")[0] == 200 and get(port_b, "/readyz")[0] == 200, 20, "/readyz")
+        status, _, body = get(port_a, "/campaigns/1", {"Accept": "application/json"})
+        assert status == 200
+        click = json.loads(body)["click_url"]
+        assert status_of(port_b, click) == 302
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# --- metrics per server instance -----------------------------------------------------------
+
+def test_instance_dir_keeps_running_servers_and_removes_dead_ones(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f"{sleeper.pid}-{metrics_mod._start_ticks(sleeper.pid)}"
+        live.mkdir()
+        (live / "1-a.keys").write_text("x\n")
+        dead = tmp_path / f"{sleeper.pid}-1"  # the same pid, another start: a server that is gone
+        dead.mkdir()
+        gone = tmp_path / "4194305-7"  # above any pid_max
+        gone.mkdir()
+        mine = instance_dir(tmp_path)
+        assert mine.is_dir() and not list(mine.iterdir())
+        assert mine.name.startswith(f"{os.getpid()}-")
+        assert live.is_dir() and (live / "1-a.keys").exists()
+        assert not dead.exists() and not gone.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def worker_files(directory: Path, pid: int, counts: dict) -> None:
+    """The files a worker with this pid leaves: its names and its values."""
+    counters = Counters(directory, capacity=64)
+    for name, value in counts.items():
+        counters.inc(name, value)
+    counters.mm.flush()
+    stem = next(p.stem for p in directory.glob(f"{os.getpid()}-*.keys") if not p.stem.startswith(f"{pid}-"))
+    for suffix in (".bin", ".keys"):
+        os.rename(directory / f"{stem}{suffix}", directory / f"{pid}-x{suffix}")
+
+
+def test_thirty_exited_workers_fold_into_one_file_and_the_sums_hold(tmp_path):
+    for pid in range(1000, 1030):
+        worker_files(tmp_path, pid, {"req\x1f/\x1f200": 2.0, f"served\x1f1\x1f{pid % 3}\x1f7": 1.0})
+        assert fold_worker(tmp_path, pid) == 1
+    worker_files(tmp_path, 2000, {"req\x1f/\x1f200": 5.0})  # a live worker
+    totals = read_all(tmp_path)
+    assert totals["req\x1f/\x1f200"] == 65.0
+    assert sum(v for k, v in totals.items() if k.startswith("served")) == 30.0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["2000-x.bin", "2000-x.keys", "folded.json"]
+    assert fold_worker(tmp_path, 1000) == 0  # already folded
+
+
+def test_a_read_during_a_fold_counts_the_worker_once(tmp_path):
+    worker_files(tmp_path, 3000, {"req\x1f/\x1f200": 3.0})
+    # The fold wrote folded.json but did not remove the worker's files yet.
+    real_unlink = Path.unlink
+    Path.unlink = lambda self, missing_ok=False: None
+    try:
+        fold_worker(tmp_path, 3000)
+    finally:
+        Path.unlink = real_unlink
+    assert (tmp_path / "3000-x.keys").exists()
+    assert read_all(tmp_path)["req\x1f/\x1f200"] == 3.0
+    fold_worker(tmp_path, 3000)
+    assert read_all(tmp_path)["req\x1f/\x1f200"] == 3.0
+
+
+def metric(port: int, route: str) -> int:
+    from tests.test_deploy import get
+
+    text = get(port, "/metrics")[2].decode()
+    for line in text.splitlines():
+        if line.startswith(f'banners_http_requests_total{{route="{route}",status="200"}}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(shared_redis, states):
+    from tests.test_deploy import get, start_server
+
+    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789")
+    shared_redis.client().delete("banners:{banners}:signing")
+    state = states("m")
+    port_a, port_b = free_port(), free_port()
+    a = start_server(serve_argv(state, port_a), env, port_a)
+    try:
+        base = metric(port_a, "/healthz")  # start_server asked it too
+        for _ in range(5):
+            assert get(port_a, "/healthz")[0] == 200
+        assert metric(port_a, "/healthz") == base + 5
+        b = start_server(serve_argv(state, port_b), env, port_b)  # before: wiped a's folder
+        try:
+            seen_by_b = metric(port_b, "/healthz")
+            for _ in range(3):
+                assert get(port_a, "/healthz")[0] == 200
+            assert metric(port_a, "/healthz") == base + 8  # a still counts, from where it was
+            assert metric(port_b, "/healthz") == seen_by_b  # b never reads a's counts
+            folders = sorted(p.name.split("-")[0] for p in (state / "metrics").iterdir())
+            assert folders == sorted([str(a.proc.pid), str(b.proc.pid)])
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+@pytest.mark.slow
+def test_thirty_reloads_keep_the_metrics_files_bounded_and_the_counts(shared_redis, states):
+    from tests.test_deploy import get, start_server, wait_for, workers
+
+    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789")
+    shared_redis.client().delete("banners:{banners}:signing")
+    state = states("r")
+    port = free_port()
+    server = start_server(serve_argv(state, port), env, port)
+    try:
+        (folder,) = (state / "metrics").iterdir()
+        base = metric(port, "/healthz")
+        for i in range(30):
+            before = workers(server)
+            assert get(port, "/healthz")[0] == 200
+            os.kill(server.proc.pid, signal.SIGHUP)
+            wait_for(lambda: workers(server) and not workers(server) & before, 30, f"reload {i}")
+        wait_for(lambda: get(port, "/readyz")[0] in (200, 503), 10, "/readyz")
+        assert get(port, "/healthz")[0] == 200
+        # Two files per live worker, one folded file (before: two per worker that ever ran).
+        wait_for(lambda: len(list(folder.iterdir())) <= 3, 10, "the last worker's files folded")
+        assert metric(port, "/healthz") == base + 31  # every reload's request and the last one, once
+    finally:
+        server.stop()
