@@ -158,22 +158,26 @@ def test_the_first_server_records_the_fingerprint_and_a_different_one_is_refused
 
     client = fakeredis.FakeRedis()
     at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False, now=at)
+    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=None, now=at)
     recorded = client.hgetall(serve_mod.signing_key())
     assert recorded[b"fingerprint"].decode() == fingerprint(b"s" * 32)
     assert recorded[b"since"] == b"2026-01-02T03:04:05+00:00" and recorded[b"host"]
-    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False)  # the same secret: fine
+    serve_mod._check_fleet_secret(client, b"s" * 32, rotate=None)  # the same secret: fine
     with pytest.raises(SystemExit) as exc:
-        serve_mod._check_fleet_secret(client, b"t" * 32, rotate=False)
+        serve_mod._check_fleet_secret(client, b"t" * 32, rotate=None)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert fingerprint(b"s" * 32) in err and fingerprint(b"t" * 32) in err and "--rotate-secret" in err
+    assert fingerprint(b"t" * 32) in err and f"--rotate-secret {fingerprint(b's' * 32)}" in err
     assert "tttt" not in err and "ssss" not in err
-    # Rotating on purpose replaces the record; the old secret is then the refused one.
-    serve_mod._check_fleet_secret(client, b"t" * 32, rotate=True)
-    assert client.hget(serve_mod.signing_key(), "fingerprint").decode() == fingerprint(b"t" * 32)
+    # Rotating names the fingerprint it replaces: another one replaces nothing.
     with pytest.raises(SystemExit):
-        serve_mod._check_fleet_secret(client, b"s" * 32, rotate=False)
+        serve_mod._check_fleet_secret(client, b"t" * 32, rotate="0" * 16)
+    serve_mod._check_fleet_secret(client, b"t" * 32, rotate=fingerprint(b"s" * 32))
+    assert client.hget(serve_mod.signing_key(), "fingerprint").decode() == fingerprint(b"t" * 32)
+    # The option left set cannot take the deployment back: the old secret is refused.
+    with pytest.raises(SystemExit):
+        serve_mod._check_fleet_secret(client, b"s" * 32, rotate=fingerprint(b"s" * 32))
+    serve_mod._check_fleet_secret(client, b"t" * 32, rotate=fingerprint(b"s" * 32))  # harmless once done
 
 
 @pytest.fixture(scope="module")
@@ -366,3 +370,105 @@ def test_thirty_reloads_keep_the_metrics_files_bounded_and_the_counts(shared_red
         assert metric(port, "/healthz") == base + 31  # every reload's request and the last one, once
     finally:
         server.stop()
+
+
+# --- postbacks: any malformed JSON is a 400 in JSON; advertisers' tokens ----------------------
+
+POSTBACK = "global-postback-token-0123456789"
+SHOP_TOKEN = "shop-seven-token-0123456789"
+
+
+@pytest.fixture
+def postbacks():
+    """(a client of /conversions whose app has the global token and campaign 7's, the
+    click id of a click on campaign 7, the click id of one on campaign 8, the ticks)."""
+    import falcon
+    import falcon.testing
+
+    from banner_server.layout.events import EventStore
+    from banner_server.layout.keys import Keys
+    from banner_server.web.html import error_serializer, internal_error
+    from banner_server.web.tracking import ConversionResource
+
+    r = fakeredis.FakeRedis()
+    events = EventStore(r, Keys())
+    when = dt.datetime(2026, 11, 28, 23, 20, tzinfo=dt.timezone.utc)
+    seven, eight = events.record_click(7, 100, 0, when), events.record_click(8, 200, 0, when)
+    ticks = [1000.0]
+    app = falcon.App()
+    app.set_error_serializer(error_serializer)
+    app.add_error_handler(Exception, internal_error)  # as the real app: a 500 would be an HTML page
+    resource = ConversionResource(events, POSTBACK, lambda: when, campaign_tokens=((7, SHOP_TOKEN),),
+                                  tick=lambda: ticks[0])
+    app.add_route("/conversions", resource)
+    return falcon.testing.TestClient(app), seven, eight, ticks
+
+
+def post_raw(client, body: str, token=POSTBACK, content_type="application/json"):
+    return client.simulate_post("/conversions", body=body, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": content_type})
+
+
+@pytest.mark.parametrize("body, says", [
+    ("[" * 2000 + "]" * 2000, "nested too deeply"),
+    ('{"click_id": ' + "[" * 2000 + "]" * 2000 + "}", "nested too deeply"),
+    ('{"a":' + "[" * 1990 + "]" * 1990 + "}", "nested too deeply"),
+    ('{"click_id": 1' + "0" * 3900 + ', "conversion_id": 1, "revenue": 1}', "must be an integer"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": 1' + "0" * 3900 + "}", "below"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": NaN}', "finite"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": 1e999999999}', "revenue"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": -Infinity}', "finite"),
+    ('[1, 2, 3]', "must be an object"),
+    ('"text"', "must be an object"),
+    ("null", "must be an object"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": 1, "click_id": 2}', "more than once"),
+    ('{"click_id": 1, "conversion_id": 2, "revenue": 1, "x": {"a": 1, "a": 2}}', "more than once"),
+])
+def test_malformed_json_of_any_shape_is_a_400_in_json(postbacks, body, says):
+    client, *_ = postbacks
+    res = post_raw(client, body)
+    assert res.status_code == 400, res.text[:300]
+    assert res.headers["Content-Type"].startswith("application/json")
+    assert says in res.json["detail"], res.json
+
+
+def test_an_advertisers_token_posts_its_campaigns_conversions_only(postbacks):
+    client, seven, eight, _ = postbacks
+    body = json.dumps({"click_id": seven, "conversion_id": 1, "revenue": "5"})
+    assert post_raw(client, body, SHOP_TOKEN).status_code == 201
+    res = post_raw(client, json.dumps({"click_id": eight, "conversion_id": 2, "revenue": "5"}), SHOP_TOKEN)
+    assert res.status_code == 403 and "campaign 7 only" in res.json["detail"]
+    assert post_raw(client, json.dumps({"click_id": 99, "conversion_id": 3, "revenue": "5"}), SHOP_TOKEN
+                    ).status_code == 404
+    # The global token still posts any campaign's.
+    assert post_raw(client, json.dumps({"click_id": eight, "conversion_id": 2, "revenue": "5"})).status_code == 201
+
+
+def test_campaign_tokens_alone_configure_postbacks_and_are_a_secret_setting():
+    from banner_server import config
+    from banner_server.layout.events import EventStore
+    from banner_server.layout.keys import Keys
+    from banner_server.web.tracking import ConversionResource
+
+    settings = config.Settings.from_env({"BANNERS_POSTBACK_TOKENS": f"7:{SHOP_TOKEN}, 9:{POSTBACK}"})
+    assert settings.postback_tokens == ((7, SHOP_TOKEN), (9, POSTBACK))
+    assert config.Settings.from_env({}).postback_tokens == ()
+    with pytest.raises(config.SettingError) as err:
+        config.POSTBACK_TOKENS.get({"BANNERS_POSTBACK_TOKENS": "seven:" + SHOP_TOKEN})
+    assert SHOP_TOKEN not in str(err.value)
+    resource = ConversionResource(EventStore(fakeredis.FakeRedis(), Keys()), None, dt.datetime.now,
+                                  campaign_tokens=settings.postback_tokens)
+    assert resource._campaign_tokens  # not the 503 of "no token"
+
+
+def test_wrong_tokens_are_logged_once_a_minute_per_client_with_a_count(postbacks, caplog):
+    client, seven, _, ticks = postbacks
+    caplog.set_level("WARNING", logger="banner_server")
+    for _ in range(50):
+        assert post_raw(client, "{}", token="wrong-token-0123456789").status_code == 401
+    said = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert len(said) == 1
+    ticks[0] += 61
+    post_raw(client, "{}", token="wrong-token-0123456789")
+    said = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert len(said) == 2 and "49 more" in said[1]

@@ -64,12 +64,13 @@ def _variables_without_option() -> str:
                 help="text for people, json for machines: one JSON object a line.")
 @setting_option("--keep-events", config.KEEP_EVENTS, metavar="SECONDS",
                 help="Seconds recorded impressions, clicks and conversions are kept for `banners export`.")
-@click.option("--rotate-secret", is_flag=True,
-              help="This host's signing secret replaces the one recorded in Redis (after changing "
-                   "BANNERS_SECRET on purpose); without it, serve refuses to start when they differ.")
+@setting_option("--rotate-secret", config.ROTATE_SECRET, metavar="FINGERPRINT",
+                help="After changing BANNERS_SECRET on purpose: the old secret's fingerprint (serve's refusal "
+                "shows it); this host's secret replaces it in Redis. Without it, serve refuses to start when "
+                "another host recorded a different secret.")
 @redis_options
 @click.pass_context
-def serve(ctx: click.Context, rotate_secret: bool = False, **options):
+def serve(ctx: click.Context, **options):
     """Serve banners over HTTP with gunicorn and meinheld workers.
 
     \b
@@ -113,7 +114,7 @@ def serve(ctx: click.Context, rotate_secret: bool = False, **options):
     except SecretError as exc:
         fail(clean(str(exc)), EXIT_FAILED if exc.environment else EXIT_USAGE)
     url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
-    _check_fleet_secret(client, secret, rotate_secret)
+    _check_fleet_secret(client, secret, options["rotate_secret"])
     _say_what_will_be_served(client, options["images"])
     client.close()
     env[config.REDIS_URL.name] = url
@@ -148,40 +149,44 @@ def signing_key() -> str:
     return keys().control + "signing"
 
 
-def _check_fleet_secret(client, secret: bytes, rotate: bool, now=None) -> None:
+def _check_fleet_secret(client, secret: bytes, rotate: str | None, now=None) -> None:
     """Every host behind one load balancer must sign click URLs with the same secret, or
     a click made on one answers 400 on the others.  The first server records its
     secret's fingerprint in Redis; a server with another one refuses to start (exit 2),
-    saying which host recorded it; --rotate-secret replaces it."""
+    saying which host recorded it.  `rotate` (--rotate-secret) names the recorded
+    fingerprint this host's replaces: only that one, so the option left set after a
+    rotation cannot move the deployment back to an old secret."""
     mine = fingerprint(secret)
     host = socket.gethostname()
     since = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
     record = {"fingerprint": mine, "host": host, "since": since}
     key = signing_key()
     try:
-        if rotate:
-            old = client.hget(key, "fingerprint")
-            client.hset(key, mapping=record)
-            if old is not None and (old.decode() if isinstance(old, bytes) else old) != mine:
-                warn(f"the deployment's signing secret is now this host's (fingerprint {mine}): click URLs made "
-                     "with the old one answer 400 here; restart every other host with the new secret (they "
-                     "refuse to start with the old one)")
-            return
         if client.hsetnx(key, "fingerprint", mine):
             client.hset(key, mapping=record)
             return
-        recorded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                    for k, v in client.hgetall(key).items()}
+        recorded = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+        if recorded.get("fingerprint") != mine and rotate and recorded.get("fingerprint") == rotate:
+            client.hset(key, mapping=record)
+            warn(f"the deployment's signing secret is now this host's (fingerprint {mine}, was {rotate}): click "
+                 "URLs made with the old one answer 400 here; restart every other host with the new secret (with "
+                 "the old one they refuse to start)")
+            return
     except CLIENT_ERRORS as exc:
         fail(f"cannot check the deployment's signing secret in Redis: {exc}")
-    if recorded.get("fingerprint") == mine:
+    theirs = recorded.get("fingerprint", "?")
+    if theirs == mine:
         return
     other = recorded.get("host") or "another host"
     fail(f"this host ({clean(host)}) signs click URLs with another secret than the one {clean(other)} recorded "
          f"in Redis{' on ' + clean(recorded['since']) if recorded.get('since') else ''} (fingerprints {mine} here, "
-         f"{clean(recorded.get('fingerprint', '?'))} there): a click made on one host would answer 400 on the "
-         "other. Give every host the deployment's BANNERS_SECRET; if the secret was changed on purpose, start "
-         "this host once with `banners serve --rotate-secret`", EXIT_USAGE)
+         f"{clean(theirs)} there): a click made on one host would answer 400 on the other. Give every host the "
+         f"deployment's BANNERS_SECRET; if the secret was changed on purpose, start this host once with "
+         f"`banners serve --rotate-secret {clean(theirs)}`", EXIT_USAGE)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _say_what_will_be_served(client, images: Path | None) -> None:

@@ -105,13 +105,14 @@ def on_starting(server):
         except OSError as exc:
             server.log.error("cannot make the metrics folder in %s: %s", _metrics_dir, exc)
             _sys.exit(1)
-        _os.environ[_config.METRICS_DIR.name] = str(mine)
+        # Written as serve writes every variable; gunicorn forks the workers, which read it.
+        _os.environ.update({_config.METRICS_DIR.name: str(mine)})
 
 
 def child_exit(server, worker):
     """An exited worker's counts go into the server's one folded file and its own files
     are removed: a scrape reads one file per live worker, however many reloads."""
-    directory = _os.environ.get(_config.METRICS_DIR.name)
+    directory = _config.METRICS_DIR.get()  # this server's own folder, once on_starting made it
     if directory:
         try:
             _metrics.fold_worker(directory, worker.pid)
