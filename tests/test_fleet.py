@@ -472,3 +472,90 @@ def test_wrong_tokens_are_logged_once_a_minute_per_client_with_a_count(postbacks
     post_raw(client, "{}", token="wrong-token-0123456789")
     said = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
     assert len(said) == 2 and "49 more" in said[1]
+
+
+# --- embed.js: its own tags, digits, http(s) links, whole answers (headless Chromium) --------
+
+def _http_server(routes: dict, seen: list, allow_origin: str | None = None):
+    """A loopback HTTP server answering `routes` (path with query -> (type, body)),
+    recording each path asked; the caller shuts it down."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            kind, body = routes.get(self.path, ("text/plain", None))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", kind)
+            if allow_origin:
+                self.send_header("Access-Control-Allow-Origin", allow_origin)
+                self.send_header("Access-Control-Allow-Credentials", "true")
+            data = (body or "not found").encode()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.slow
+def test_embed_js_places_only_its_own_tags_with_whole_http_answers(tmp_path):
+    import re
+
+    from tests.test_browser import _chromium
+
+    chrome = _chromium()
+    script = (ROOT / "banner_server" / "web" / "embed.js").read_text()
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="250"/>'
+
+    def answer(banner, **fields):
+        return "application/json", json.dumps({"banner_id": banner, "name": f"B{banner}",
+                                               "click_url": f"/click/t{banner}",
+                                               "image_url": f"/banners/{banner}.svg", **fields})
+
+    site_seen, ours_seen, other_seen, site_routes = [], [], [], {}
+    site, site_url = _http_server(site_routes, site_seen)
+    ours, ours_url = _http_server({
+        "/embed.js": ("application/javascript", script),
+        "/campaigns/7?format=json": answer(700),
+        "/campaigns/8?format=json": answer(800, click_url="javascript:alert(1)"),
+        "/campaigns/10?format=json": answer(1000, image_url=None),
+        "/campaigns/11?format=json": answer(1100, click_url="data:text/html,hello"),
+        "/?format=json": ("application/json", json.dumps({"campaigns": []})),
+        **{f"/banners/{b}.svg": ("image/svg+xml", svg) for b in (700, 800, 1000, 1100)},
+    }, ours_seen, allow_origin=site_url)
+    other, other_url = _http_server({
+        "/embed.js": ("application/javascript", "/* another vendor's script */"),
+        "/campaigns/5?format=json": answer(500, click_url="javascript:alert(2)"),
+    }, other_seen, allow_origin=site_url)
+    page = ("<!doctype html><html><body><h1>A publisher's page</h1>"
+            f'<div id="good"><script src="{ours_url}/embed.js" data-campaign="7" async></script></div>'
+            f'<div id="js"><script src="{ours_url}/embed.js" data-campaign="8" async></script></div>'
+            f'<div id="dots"><script src="{ours_url}/embed.js" data-campaign=".." async></script></div>'
+            f'<div id="half"><script src="{ours_url}/embed.js" data-campaign="10" async></script></div>'
+            f'<div id="data"><script src="{ours_url}/embed.js" data-campaign="11" async></script></div>'
+            f'<div id="vendor"><script src="{other_url}/embed.js" data-campaign="5" async></script></div>'
+            "</body></html>")
+    try:
+        site_routes["/index.html"] = ("text/html", page)
+        dom = chrome.dump_dom(f"{site_url}/index.html", 1000, 900, extra=["--virtual-time-budget=5000"])
+    finally:
+        for server in (site, ours, other):
+            server.shutdown()
+
+    def div(name):
+        return re.search(f'<div id="{name}">(.*?)</div>', dom, re.S).group(1)
+
+    assert f'<a href="{ours_url}/click/t700"><img src="{ours_url}/banners/700.svg"' in div("good"), dom
+    for name in ("js", "dots", "half", "data"):
+        assert div(name) == "", (name, dom)  # removed: nothing half shown, no link that is not http(s)
+    assert "javascript:" not in dom and "undefined" not in dom
+    assert "<script" in div("vendor") and f"{other_url}/embed.js" in div("vendor")  # another vendor's tag: left
+    assert not [p for p in other_seen if p.startswith("/campaigns")]  # and its answers never asked
+    assert not [p for p in ours_seen if p.startswith("/?") or ".." in p]  # '..' never fetched the index
