@@ -349,6 +349,41 @@ MAX_CLICKS_PER_MINUTE = _var("BANNERS_MAX_CLICKS_PER_MINUTE", _int(0), "10",
                              "clicks a visitor may make in a clock minute (more: `click_rate`; 0: no cap)")
 
 
+def _campaign_tokens(text: str) -> tuple:
+    """`campaign:token` pairs separated by commas or spaces: (campaign, token), ..."""
+    pairs = []
+    for item in re.split(r"[\s,]+", text.strip()):
+        if not item:
+            continue
+        campaign, sep, token = item.partition(":")
+        if not sep or not campaign.isascii() or not campaign.isdigit() or len(campaign) > 18:
+            raise ValueError("must be campaign:token pairs (a campaign id, a colon, a bearer token), separated "
+                             "by commas")
+        try:
+            pairs.append((int(campaign), _token(token)))
+        except ValueError as exc:
+            raise ValueError(f"has a token for campaign {int(campaign)} that {exc}") from None
+    return tuple(pairs)
+
+
+POSTBACK_TOKENS = _var("BANNERS_POSTBACK_TOKENS", _campaign_tokens, None,
+                       "advertisers' postback tokens, `campaign:token` pairs separated by commas: each token posts "
+                       "conversions of its campaign's clicks only (a campaign may have several)",
+                       setting="postback_tokens", unset=())
+_SECRETS.add(POSTBACK_TOKENS.name)
+
+
+def _fingerprint(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{16}", text.strip().lower()):
+        raise ValueError("is not a secret's fingerprint (16 hexadecimal digits, as serve's refusal shows it)")
+    return text.strip().lower()
+
+
+ROTATE_SECRET = _var("BANNERS_ROTATE_SECRET", _fingerprint, None,
+                     "fingerprint of the deployment's old signing secret, recorded in Redis: this host's secret "
+                     "replaces it (a rotation on purpose); harmless once done", "--rotate-secret")
+
+
 def _field(var: Var):
     default = var.get({})  # the variable's default, checked like any value
     return field(default=var.unset if default is None else default)

@@ -15,6 +15,12 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 _FUZZ_SCALE = int(os.environ.get("BANNERS_FUZZ_SCALE") or 1)
 
+# The servers the tests start share a few Redis instances, each with a state folder of
+# its own: as one deployment, they sign with one secret, or `banners serve` refuses to
+# start beside another that recorded a different one (tests/test_fleet.py).  A test
+# that needs a server with a secret of its own removes or sets the variable.
+os.environ.setdefault("BANNERS_SECRET", "the-tests-one-signing-secret-0123456789")
+
 
 def examples(n: int) -> int:
     """How many examples a property test draws: n, times BANNERS_FUZZ_SCALE."""

@@ -13,8 +13,8 @@ from importlib import metadata
 
 import pytest
 
-from banner_server.embedded_redis import free_port
-from tests.conftest import RedisProcess
+from banner_server.clients.embedded import free_port
+from tests.harness import RedisProcess
 from tests.test_e2e import Server
 
 pytestmark = pytest.mark.slow

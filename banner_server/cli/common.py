@@ -112,9 +112,13 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
     try:
         url = resolve_redis_url(redis_url, state_dir)
         client = connect_client(url, 30, 5)  # one Redis, a cluster (detected) or Sentinel
-        # ECHO, not PING: a Redis that cannot write its file (a full disk) refuses PING
-        # with the writes (MISCONF), and what it holds must still be shown.
-        client.echo("banners")
+        try:
+            client.ping()
+        except redis.ResponseError as exc:
+            # A Redis that cannot write its file (a full disk) refuses PING with the
+            # writes (MISCONF): it answers, and what it holds must still be shown.
+            if not str(exc).startswith("MISCONF"):
+                raise
     except config.SettingError as exc:
         fail(str(exc), EXIT_USAGE)
     except (EmbeddedRedisError, OSError, ValueError) as exc:

@@ -7,8 +7,11 @@ handed on as those variables, so gunicorn's master and each worker read them the
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -17,11 +20,13 @@ import redis
 import banner_server
 from banner_server import config
 from banner_server.bind import bind_problem, describe
+from banner_server.clients.errors import CLIENT_ERRORS
 from banner_server.layout.catalog import read_selections
 from banner_server.web.images import ImageDir
 from banner_server.text import clean
+from banner_server.web.tokens import SecretError, fingerprint, load_secret
 
-from .common import (EXIT_USAGE, connect, fail, flag_setting_option, keys, redis_options, safe_url, setting_option,
+from .common import (EXIT_FAILED, EXIT_USAGE, connect, fail, flag_setting_option, keys, redis_options, safe_url, setting_option,
                      warn)
 
 
@@ -59,6 +64,10 @@ def _variables_without_option() -> str:
                 help="text for people, json for machines: one JSON object a line.")
 @setting_option("--keep-events", config.KEEP_EVENTS, metavar="SECONDS",
                 help="Seconds recorded impressions, clicks and conversions are kept for `banners export`.")
+@setting_option("--rotate-secret", config.ROTATE_SECRET, metavar="FINGERPRINT",
+                help="After changing BANNERS_SECRET on purpose: the old secret's fingerprint (serve's refusal "
+                "shows it); this host's secret replaces it in Redis. Without it, serve refuses to start when "
+                "another host recorded a different secret.")
 @redis_options
 @click.pass_context
 def serve(ctx: click.Context, **options):
@@ -96,7 +105,16 @@ def serve(ctx: click.Context, **options):
         config.check({**os.environ, **env})  # what gunicorn and each worker will read: fail here, not in N workers
     except config.SettingError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
+    # Everything that could stop a worker from booting is checked here, before
+    # `serving on` (it used to be a traceback in every worker, after it).
+    _writable_folder(state_dir, "state folder (--state-dir)")
+    _writable_folder(state_dir / "metrics", "metrics folder")
+    try:
+        secret = load_secret(config.SECRET.get({**os.environ, **env}), state_dir)
+    except SecretError as exc:
+        fail(clean(str(exc)), EXIT_FAILED if exc.environment else EXIT_USAGE)
     url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
+    _check_fleet_secret(client, secret, options["rotate_secret"])
     _say_what_will_be_served(client, options["images"])
     client.close()
     env[config.REDIS_URL.name] = url
@@ -106,6 +124,69 @@ def serve(ctx: click.Context, **options):
     # The settings live in the package, so an installed wheel serves as a checkout does.
     conf = Path(banner_server.__file__).resolve().parent / "hosting" / "gunicorn_conf.py"
     os.execv(sys.executable, [sys.executable, "-m", "banner_server.hosting.gunicorn_run", "-c", str(conf)])
+
+
+def _writable_folder(path: Path, what: str) -> None:
+    """`path` is a folder this process can write in (made 0700 when missing), or exit:
+    2 when something else is where it should be, 1 when the system refuses."""
+    if path.exists() and not path.is_dir():
+        fail(f"the {what} {clean(path)} is not a folder", EXIT_USAGE)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Tried, not asked (os.access): root, ACLs and read-only mounts answer differently.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check."):
+            pass
+    except FileExistsError:
+        fail(f"the {what} {clean(path)} cannot be made: a file is in its way", EXIT_USAGE)
+    except NotADirectoryError:
+        fail(f"the {what} {clean(path)} cannot be made: part of its path is a file", EXIT_USAGE)
+    except OSError as exc:
+        fail(f"cannot write in the {what} {clean(path)}: {exc.strerror or exc}")
+
+
+def signing_key() -> str:
+    """Redis hash of the deployment's signing secret: fingerprint, host, since."""
+    return keys().control + "signing"
+
+
+def _check_fleet_secret(client, secret: bytes, rotate: str | None, now=None) -> None:
+    """Every host behind one load balancer must sign click URLs with the same secret, or
+    a click made on one answers 400 on the others.  The first server records its
+    secret's fingerprint in Redis; a server with another one refuses to start (exit 2),
+    saying which host recorded it.  `rotate` (--rotate-secret) names the recorded
+    fingerprint this host's replaces: only that one, so the option left set after a
+    rotation cannot move the deployment back to an old secret."""
+    mine = fingerprint(secret)
+    host = socket.gethostname()
+    since = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    record = {"fingerprint": mine, "host": host, "since": since}
+    key = signing_key()
+    try:
+        if client.hsetnx(key, "fingerprint", mine):
+            client.hset(key, mapping=record)
+            return
+        recorded = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+        if recorded.get("fingerprint") != mine and rotate and recorded.get("fingerprint") == rotate:
+            client.hset(key, mapping=record)
+            warn(f"the deployment's signing secret is now this host's (fingerprint {mine}, was {rotate}): click "
+                 "URLs made with the old one answer 400 here; restart every other host with the new secret (with "
+                 "the old one they refuse to start)")
+            return
+    except CLIENT_ERRORS as exc:
+        fail(f"cannot check the deployment's signing secret in Redis: {exc}")
+    theirs = recorded.get("fingerprint", "?")
+    if theirs == mine:
+        return
+    other = recorded.get("host") or "another host"
+    fail(f"this host ({clean(host)}) signs click URLs with another secret than the one {clean(other)} recorded "
+         f"in Redis{' on ' + clean(recorded['since']) if recorded.get('since') else ''} (fingerprints {mine} here, "
+         f"{clean(theirs)} there): a click made on one host would answer 400 on the other. Give every host the "
+         f"deployment's BANNERS_SECRET; if the secret was changed on purpose, start this host once with "
+         f"`banners serve --rotate-secret {clean(theirs)}`", EXIT_USAGE)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _say_what_will_be_served(client, images: Path | None) -> None:

@@ -10,13 +10,13 @@ the log says so.
 # what is not a setting starts with an underscore.
 import logging as _logging
 import os as _os
-import shutil as _shutil
 import sys as _sys
 
 import gunicorn.util as _gunicorn_util
 
 from banner_server import config as _config
 from banner_server.bind import describe as _describe, is_tcp as _is_tcp
+from banner_server.web import metrics as _metrics
 
 try:
     bind = _config.BIND.get()
@@ -97,9 +97,27 @@ def on_starting(server):
     if _fallback:
         server.log.warning("meinheld is not importable (%s): using gthread workers instead", _fallback)
     if _metrics_dir:
-        # Counters start from zero with each server, but survive worker restarts.
-        _shutil.rmtree(_metrics_dir, ignore_errors=True)
-        _os.makedirs(_metrics_dir, exist_ok=True)
+        # Counters start from zero with each server, in a folder of this master's own
+        # (the workers read it from the variable): a second server on the same state
+        # folder no longer wipes this one's.  `banners serve` checked it can be made.
+        try:
+            mine = _metrics.instance_dir(_metrics_dir)
+        except OSError as exc:
+            server.log.error("cannot make the metrics folder in %s: %s", _metrics_dir, exc)
+            _sys.exit(1)
+        # Written as serve writes every variable; gunicorn forks the workers, which read it.
+        _os.environ.update({_config.METRICS_DIR.name: str(mine)})
+
+
+def child_exit(server, worker):
+    """An exited worker's counts go into the server's one folded file and its own files
+    are removed: a scrape reads one file per live worker, however many reloads."""
+    directory = _config.METRICS_DIR.get()  # this server's own folder, once on_starting made it
+    if directory:
+        try:
+            _metrics.fold_worker(directory, worker.pid)
+        except OSError as exc:
+            server.log.warning("could not fold the metrics of worker %s: %s", worker.pid, exc)
 
 
 def post_fork(server, worker):

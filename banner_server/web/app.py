@@ -45,7 +45,8 @@ def create_app(settings: Settings, services: Services | None = None):
 
         app.add_route("/click/{token}", ClickResource(services.events, services.signer, landing, clock,
                                                          visitor=draw.identities))
-        app.add_route("/conversions", ConversionResource(services.events, settings.postback_token, clock))
+        app.add_route("/conversions", ConversionResource(services.events, settings.postback_token, clock,
+                                                             settings.postback_tokens))
     app.add_route("/banners/{image}", BannerImageResource(images))
     app.add_route("/", IndexResource(store, quarter))
     app.add_route("/healthz", HealthResource())

@@ -3,17 +3,27 @@
 Each worker counts into a memory-mapped file of its own (`<dir>/<pid>-<rand>.bin`,
 one float64 per series, the series' names appended to a `.keys` file beside it), so
 a count is visible to a scrape the moment it is made, without a syscall on the
-request path.  A scrape sums every worker's files, including those of workers that
-have exited, so counters never go backwards when a worker is replaced.
+request path.  A scrape sums every live worker's files and `folded.json`, where the
+master adds an exited worker's counts before removing its files (fold_worker), so
+counters never go backwards when a worker is replaced and the files a scrape reads
+stay one per live worker: measured before, 30 HUP reloads left 124 files and a
+scrape took 35-120 ms instead of 9.5 ms.
+
+Each server (gunicorn master) counts in a folder of its own under STATE_DIR/metrics,
+named by its pid and start time (instance_dir): a second server on the same state
+folder neither wipes nor reads the first one's counts, and removes only the folders
+of servers that are gone.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import mmap
 import os
 import secrets
 import struct
+import shutil
 import threading
 from pathlib import Path
 
@@ -78,20 +88,115 @@ class Counters:
             yield key, self.values[slot]
 
 
+FOLDED = "folded.json"
+
+
+def _read_worker(keys_path: Path) -> dict[str, float] | None:
+    try:
+        names = keys_path.read_text(encoding="utf-8").splitlines()
+        data = keys_path.with_suffix(".bin").read_bytes()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for slot, name in enumerate(names):
+        if (slot + 1) * 8 > len(data):
+            break
+        out[name] = out.get(name, 0.0) + _D.unpack_from(data, slot * 8)[0]
+    return out
+
+
+def _read_folded(directory: Path) -> dict:
+    try:
+        folded = json.loads((directory / FOLDED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"generation": 0, "absorbed": [], "totals": {}}
+    return folded if isinstance(folded, dict) else {"generation": 0, "absorbed": [], "totals": {}}
+
+
 def read_all(directory: Path) -> dict[str, float]:
-    """Sum of every worker's counters in `directory` (live or exited)."""
-    totals: dict[str, float] = {}
-    for keys_path in directory.glob("*.keys"):
-        try:
-            names = keys_path.read_text(encoding="utf-8").splitlines()
-            data = keys_path.with_suffix(".bin").read_bytes()
-        except OSError:
-            continue
-        for slot, name in enumerate(names):
-            if (slot + 1) * 8 > len(data):
-                break
-            totals[name] = totals.get(name, 0.0) + _D.unpack_from(data, slot * 8)[0]
+    """Sum of the server's counters in `directory`: every worker file not yet folded,
+    plus the folded counts of exited workers.  A fold that lands during the read (its
+    generation changed) makes it read again, so a worker is counted exactly once."""
+    for _ in range(5):
+        folded = _read_folded(directory)
+        absorbed = set(folded.get("absorbed", ()))
+        totals = dict(folded.get("totals", {}))
+        for keys_path in directory.glob("*.keys"):
+            if keys_path.stem in absorbed:
+                continue  # folded, its files not removed yet
+            for name, value in (_read_worker(keys_path) or {}).items():
+                totals[name] = totals.get(name, 0.0) + value
+        if _read_folded(directory).get("generation") == folded.get("generation"):
+            break
     return totals
+
+
+def fold_worker(directory: Path, pid: int) -> int:
+    """Adds the counts of exited worker `pid` to `folded.json` (written whole, then
+    renamed into place) and removes its files.  Called by gunicorn's master when the
+    worker has exited; returns how many workers' files were folded."""
+    stems = [p.stem for p in Path(directory).glob(f"{pid}-*.keys")]
+    if not stems:
+        return 0
+    directory = Path(directory)
+    folded = _read_folded(directory)
+    totals = folded.get("totals", {})
+    absorbed = set(folded.get("absorbed", ()))
+    for stem in stems:
+        if stem in absorbed:
+            continue  # folded by a fold that stopped before removing the files
+        for name, value in (_read_worker(directory / f"{stem}.keys") or {}).items():
+            totals[name] = totals.get(name, 0.0) + value
+    present = {p.stem for p in directory.glob("*.keys")}
+    new = {"generation": folded.get("generation", 0) + 1,
+           "absorbed": sorted((absorbed & present) | set(stems)), "totals": totals}
+    tmp = directory / f".{FOLDED}.{os.getpid()}"
+    tmp.write_text(json.dumps(new), encoding="utf-8")
+    os.replace(tmp, directory / FOLDED)
+    for stem in stems:
+        for suffix in (".bin", ".keys"):
+            (directory / stem).with_suffix(suffix).unlink(missing_ok=True)
+    return len(stems)
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process' start time (clock ticks since boot, /proc), which tells a live
+    process from another that got the same pid later; "0" where /proc is not there,
+    None when no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        if not Path("/proc/self/stat").exists():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                pass
+            return "0"
+        return None
+    except (OSError, IndexError):
+        return None
+
+
+def instance_dir(root: Path, pid: int | None = None) -> Path:
+    """The metrics folder of the server whose master is `pid` (default: this process),
+    made empty, in `root`; the folders of servers that are gone are removed, those of
+    running ones left alone."""
+    root = Path(root)
+    pid = os.getpid() if pid is None else pid
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        name, _, ticks = old.name.partition("-")
+        if not name.isdigit() or not old.is_dir():
+            continue  # not an instance folder (the files of an older release are left)
+        if int(name) != pid and _start_ticks(int(name)) == ticks:
+            continue  # a server that runs
+        shutil.rmtree(old, ignore_errors=True)
+    mine = root / f"{pid}-{_start_ticks(pid) or 0}"
+    mine.mkdir()
+    return mine
 
 
 class Metrics:

@@ -125,28 +125,64 @@ class ClickSigner:
         return campaign, banner, served_at, tag
 
 
+class SecretError(ValueError):
+    """The state folder's secret cannot be used or made; the message says why and what
+    to do, never the secret.  `environment` is True for the system's refusals
+    (permissions, a full disk), False for a file whose content is wrong."""
+
+    def __init__(self, message: str, environment: bool = False):
+        super().__init__(message)
+        self.environment = environment
+
+
+MIN_SECRET = 16  # ClickSigner's floor
+
+
+def fingerprint(secret: bytes) -> str:
+    """What hosts compare to know they sign with one secret, without showing it: 64
+    bits of HMAC-SHA256(secret, a fixed text), which says nothing about the secret."""
+    return hmac.new(secret, b"banners fingerprint", "sha256").hexdigest()[:16]
+
+
 def load_secret(env_value: str | None, state_dir: Path) -> bytes:
     """The configured secret (config.SECRET), else the state folder's `secret` file,
-    created (0600) on first use."""
+    created (0600) on first use.  SecretError when the file is empty, too short or
+    unreadable, or cannot be made; no temporary file is left behind."""
     if env_value:
         return env_value.encode()
     path = Path(state_dir) / "secret"
     try:
-        return path.read_bytes().strip()
+        return _checked(path, path.read_bytes().strip())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except IsADirectoryError:
+        raise SecretError(f"{path} is a folder, not a secret file") from None
+    except OSError as exc:
+        raise SecretError(f"cannot read the secret file {path}: {exc.strerror}", environment=True) from None
     value = secrets.token_urlsafe(32).encode()
     # Written whole to a temporary file, then linked into place: two processes starting
     # at once both end up with the one secret that was linked first, never a half one.
     tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value + b"\n")
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        value = path.read_bytes().strip()
-    finally:
-        tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(value + b"\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                value = _checked(path, path.read_bytes().strip())
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SecretError(f"cannot make the secret file {path}: {exc.strerror or exc}", environment=True) from None
+    return value
+
+
+def _checked(path: Path, value: bytes) -> bytes:
+    if len(value) < MIN_SECRET:
+        what = "empty" if not value else f"{len(value)} bytes, fewer than {MIN_SECRET}"
+        raise SecretError(f"the secret file {path} is {what}: delete it to have a new one made (click URLs "
+                          f"already handed out then stop working), or set BANNERS_SECRET")
     return value

@@ -19,6 +19,7 @@ import html
 import json
 import logging
 import re
+import time
 from decimal import Decimal
 from typing import Callable
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
@@ -142,7 +143,7 @@ class ClickResource:
             else:
                 try:  # retention: one worker of the fleet per period (EventStore.maybe_prune)
                     self.events.maybe_prune(now)
-                except _REDIS_ERRORS as exc:
+                except CLIENT_ERRORS as exc:
                     log.warning("pruning old events failed (Redis: %s: %s); retried in a while", type(exc).__name__,
                                 exc)
         target = self.landing(campaign)
@@ -221,6 +222,17 @@ def _no_constants(name: str):
     raise Malformed(f"revenue must be a finite number, not {name}")
 
 
+def _no_repeats(pairs):
+    """JSON objects without a repeated name: the form reader refuses repeats too, and a
+    silent last-wins would record a value the sender may not have meant."""
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        seen = set()
+        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise Malformed(f"{repeated[:40]!r} is given more than once in a JSON object")
+    return fields
+
+
 def read_postback(content_type: str | None, body: bytes) -> tuple[int, int, str]:
     """(click_id, conversion_id, revenue) of a postback body, JSON or form; Malformed
     otherwise (ValueError for a type that is neither)."""
@@ -233,9 +245,17 @@ def read_postback(content_type: str | None, body: bytes) -> tuple[int, int, str]
         raise Malformed("the body is not UTF-8 text") from None
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
         try:
-            fields = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+            fields = json.loads(text, parse_float=Decimal, parse_constant=_no_constants,
+                                object_pairs_hook=_no_repeats)
+        except Malformed:
+            raise
         except json.JSONDecodeError as exc:
             raise Malformed(f"the body is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        except RecursionError:
+            # 2,000 nested brackets fit in 4 KiB: was a 500 page and a traceback per request
+            raise Malformed("the JSON body is nested too deeply") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits (Python's limit)
+            raise Malformed(f"the JSON body holds a number this service does not read ({str(exc)[:60]})") from None
         if not isinstance(fields, dict):
             raise Malformed("the JSON body must be an object: "
                             '{"click_id": 123, "conversion_id": 456, "revenue": 12.5}')
@@ -261,23 +281,65 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
+class WrongTokenLog:
+    """Wrong postback tokens said once a minute per client, with how many came since:
+    a sender with a stale token retrying (or someone guessing) no longer writes a
+    WARNING per request."""
+
+    EVERY = 60.0
+    MAX_CLIENTS = 10_000  # the table is emptied beyond it (a flood of addresses)
+
+    def __init__(self, tick: Callable[[], float] = time.monotonic):
+        self.tick = tick
+        self.clients: dict[str, list] = {}  # address -> [last said, unsaid since]
+
+    def wrong(self, address: str | None) -> None:
+        now = self.tick()
+        entry = self.clients.get(address)
+        if entry is not None and now - entry[0] < self.EVERY:
+            entry[1] += 1
+            return
+        unsaid = entry[1] if entry else 0
+        if len(self.clients) >= self.MAX_CLIENTS:
+            self.clients.clear()
+        self.clients[address] = [now, 0]
+        log.warning("postback with a wrong token from %s%s", address,
+                    f" ({unsaid} more since the last message)" if unsaid else "")
+
+
+def parse_campaign_tokens(pairs) -> dict[bytes, frozenset[int]]:
+    """token digest -> the campaigns it may post conversions for, from (campaign, token)
+    pairs (config.POSTBACK_TOKENS)."""
+    out: dict[bytes, set[int]] = {}
+    for campaign, token in pairs or ():
+        out.setdefault(_digest(token), set()).add(int(campaign))
+    return {digest: frozenset(campaigns) for digest, campaigns in out.items()}
+
+
 class ConversionResource:
-    """POST /conversions: `Authorization: Bearer <BANNERS_POSTBACK_TOKEN>`, a JSON or
-    form body with click_id, conversion_id and revenue.  Answers are JSON whatever the
-    Accept header (the caller is a program).
+    """POST /conversions: `Authorization: Bearer <token>`, a JSON or form body with
+    click_id, conversion_id and revenue.  Answers are JSON whatever the Accept header
+    (the caller is a program).
+
+    The token is BANNERS_POSTBACK_TOKEN (any campaign's clicks) or one of
+    BANNERS_POSTBACK_TOKENS (`campaign:token`: an advertiser's, for its campaigns'
+    clicks only).
 
     201 recorded; 200 the same conversion again (counted once); 409 the conversion id
     was recorded with another click or revenue; 404 no such click (or older than 30
-    days); 400 malformed; 401 no or wrong token; 413 body over 4 KiB; 415 a body that
-    is neither JSON nor a form; 503 postbacks not configured (no token set: the sender
-    keeps the conversion and retries, where a 4xx would make it give up) or Redis
-    unreachable (with Retry-After).
+    days); 400 malformed; 401 no or wrong token; 403 a campaign's token for another
+    campaign's click; 413 body over 4 KiB; 415 a body that is neither JSON nor a form;
+    503 postbacks not configured (no token set: the sender keeps the conversion and
+    retries, where a 4xx would make it give up) or Redis unreachable (with Retry-After).
     """
 
-    def __init__(self, events: EventStore, token: str | None, now: Clock):
+    def __init__(self, events: EventStore, token: str | None, now: Clock, campaign_tokens=(),
+                 tick: Callable[[], float] = time.monotonic):
         self.events = events
         self._token = _digest(token) if token else None
+        self._campaign_tokens = parse_campaign_tokens(campaign_tokens)
         self.now = now
+        self.wrong_tokens = WrongTokenLog(tick)
 
     @staticmethod
     def _answer(resp: falcon.Response, status: int, body: dict, headers: dict | None = None) -> None:
@@ -291,17 +353,33 @@ class ConversionResource:
     def _error(self, resp, status: int, title: str, detail: str, headers: dict | None = None) -> None:
         self._answer(resp, status, {"error": title, "detail": detail, "status": status}, headers)
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._token is None:
-            self._error(resp, 503, "Postbacks are not configured",
-                        "This server has no postback token: set BANNERS_POSTBACK_TOKEN to accept conversions.")
-            return
+    def _campaigns_of(self, req: falcon.Request) -> frozenset[int] | None | bool:
+        """None: any campaign (the global token); the campaigns a campaign token covers;
+        False: no or a wrong token."""
         scheme, _, credentials = (req.get_header("Authorization") or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return False
         # Compared as digests: constant time, whatever the length given.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(credentials.strip()), self._token):
+        given = _digest(credentials.strip())
+        if self._token is not None and hmac.compare_digest(given, self._token):
+            return None
+        for digest, campaigns in self._campaign_tokens.items():
+            if hmac.compare_digest(given, digest):
+                return campaigns
+        return False
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is None and not self._campaign_tokens:
+            self._error(resp, 503, "Postbacks are not configured",
+                        "This server has no postback token: set BANNERS_POSTBACK_TOKEN (or BANNERS_POSTBACK_TOKENS) "
+                        "to accept conversions.")
+            return
+        campaigns = self._campaigns_of(req)
+        if campaigns is False:
+            scheme, _, credentials = (req.get_header("Authorization") or "").strip().partition(" ")
             given = scheme.lower() == "bearer" and credentials.strip()
             if given:
-                log.warning("postback with a wrong token from %s", req.remote_addr)
+                self.wrong_tokens.wrong(req.remote_addr)
             self._error(resp, 401, "Unauthorized",
                         "The postback token is wrong." if given else
                         "Send the postback token as `Authorization: Bearer <token>`.",
@@ -317,6 +395,9 @@ class ConversionResource:
             return
         try:
             click_id, conversion_id, revenue = read_postback(req.content_type, body)
+        except RecursionError:  # a value nested deep enough to fail when it is shown
+            self._error(resp, 400, "Malformed postback", "the JSON body is nested too deeply")
+            return
         except Malformed as exc:
             log.info("malformed postback: %s", exc)
             self._error(resp, 400, "Malformed postback", str(exc))
@@ -326,6 +407,16 @@ class ConversionResource:
                         f"{exc} is not read here: send application/json or application/x-www-form-urlencoded.")
             return
         try:
+            if campaigns is not None:  # an advertiser's token: its campaigns' clicks only
+                click = self.events.click(click_id)
+                if click is None:
+                    self._error(resp, 404, "Unknown click", f"There is no click {click_id}: it was never made "
+                                "here, or it is older than 30 days.")
+                    return
+                if click.campaign not in campaigns:
+                    self._error(resp, 403, "Forbidden", f"This token posts conversions of campaign "
+                                f"{', '.join(map(str, sorted(campaigns)))} only; click {click_id} is not one of them.")
+                    return
             result = self.events.record_conversion(click_id, conversion_id, revenue, self.now())
         except CLIENT_ERRORS as exc:
             log.warning("postback of conversion %d not recorded (Redis: %s: %s); answered 503", conversion_id,
