@@ -195,9 +195,10 @@ class BannerImageResource:
 
 
 class IndexResource:
-    def __init__(self, store: SelectionStore, quarter: Callable[[], int]):
+    def __init__(self, store: SelectionStore, quarter: Callable[[], int], admin=None):
         self.store = store
         self.quarter = quarter
+        self.admin = admin  # operators (auth.AdminAuth) also get a link to each campaign's dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         quarter = self.quarter()
@@ -210,9 +211,10 @@ class IndexResource:
             return
         resp.content_type = falcon.MEDIA_HTML
         resp.set_headers(HTML_HEADERS)
-        name = self.store.campaign_name
-        items = "".join(f'<li><a href="/campaigns/{c}">Campaign {c}'
-                        f'{" — " + html.escape(name(c)) if name(c) else ""}</a></li>' for c in campaigns)
+        name, operator = self.store.campaign_name, self.admin is not None and self.admin.allowed(req)
+        items = "".join(f'<li><a href="/campaigns/{c}">{html.escape(name(c) or f"Campaign {c}")}</a>'
+                        + (f' · <a href="/dashboard/campaigns/{c}">dashboard</a>' if operator else "") + "</li>"
+                        for c in campaigns)
         body = (f"<h1>Campaigns, quarter {quarter}</h1>"
                 + (f"<ul>{items}</ul>" if items else f"<p>{self._why_empty(quarter)}</p>"))
         resp.text = page(f"Campaigns, quarter {quarter}", body)
