@@ -237,3 +237,17 @@ def test_no_dashboard_page_grows_with_the_catalog():
     small = len(client.simulate_get("/dashboard", headers=ADMIN).content)
     assert small < 200_000
     assert len(client.simulate_get("/dashboard", query_string="page=40", headers=ADMIN).content) < 200_000
+
+
+def test_serve_says_where_the_operators_token_is_and_never_the_token(tmp_path, monkeypatch):
+    """`banners serve` with no BANNERS_ADMIN_TOKEN makes the token file and names it."""
+    from click.testing import CliRunner
+
+    from banner_server.cli import serve as serve_module
+
+    monkeypatch.delenv("BANNERS_ADMIN_TOKEN", raising=False)
+    monkeypatch.setattr(serve_module.os, "execv", lambda *a: None)
+    monkeypatch.setattr(serve_module, "connect", lambda url, state: ("redis://127.0.0.1:1/0", fakeredis.FakeRedis()))
+    res = CliRunner().invoke(serve_module.serve, ["--state-dir", str(tmp_path), "--bind", "127.0.0.1:59999"])
+    token = token_path(tmp_path).read_text().strip()
+    assert "admin_token" in res.output and token not in res.output, res.output
