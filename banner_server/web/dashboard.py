@@ -222,12 +222,12 @@ def svg_bars(values: list[float], label: str, hours: list[str], width: int = 480
         title = f"{hours[i] if i < len(hours) else ''}: {v:g}"
         bars.append(f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(bar - 1, 1):.1f}" '
                     f'height="{h:.1f}" fill="#3b6fd8"><title>{html.escape(title)}</title></rect>')
-    total = sum(values)
+    total, peak = sum(values), max(values, default=0)
     return (f'<figure class="chart"><svg viewBox="0 0 {width} {height}" width="100%" height="{height}" '
             f'role="img" aria-label="{html.escape(label)} per hour, last {len(values)} hours" '
             f'preserveAspectRatio="none"><rect x="0" y="0" width="{width}" height="{height}" fill="#f0f2f7"/>'
             f'{"".join(bars)}</svg><figcaption>{html.escape(label)} per hour, last {len(values)} h '
-            f'(total {total:g}, top hour {top:g})</figcaption></figure>')
+            f'(total {total:g}, top hour {peak:g})</figcaption></figure>')
 
 
 def _charts(series: list[Counts], hours: list[str]) -> str:
