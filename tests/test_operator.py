@@ -251,3 +251,16 @@ def test_serve_says_where_the_operators_token_is_and_never_the_token(tmp_path, m
     res = CliRunner().invoke(serve_module.serve, ["--state-dir", str(tmp_path), "--bind", "127.0.0.1:59999"])
     token = token_path(tmp_path).read_text().strip()
     assert "admin_token" in res.output and token not in res.output, res.output
+
+
+def test_index_is_paged():
+    from banner_server.web import banners
+
+    r = fakeredis.FakeRedis()
+    publish_rows(r, [(1, c, [c * 10]) for c in range(1, banners.INDEX_PAGE + 11)])
+    client, _ = make_client(r, pinned=1)
+    first = client.simulate_get("/", headers=JSON).json
+    assert first["pages"] == 2 and len(first["campaigns"]) == banners.INDEX_PAGE
+    second = client.simulate_get("/", query_string="page=2", headers=JSON).json
+    assert [c["campaign_id"] for c in second["campaigns"]] == list(range(banners.INDEX_PAGE + 1, banners.INDEX_PAGE + 11))
+    assert 'href="/?page=2"' in client.simulate_get("/").text

@@ -200,6 +200,17 @@ class SelectionStore:
         info = self.landing(campaign)
         return info[0] if info else None
 
+    def campaign_names(self, campaigns: list[int]) -> dict[int, str | None]:
+        """The names of a page of campaigns: from the map when it is held, else one HMGET
+        per 1,000 (not cached: pages of / and the dashboard read them so)."""
+        if self.campaign_info is not None or self.version is None:
+            return {c: self.campaign_name(c) for c in campaigns}
+        try:
+            infos = read_campaigns(self.r, self.keys, self.version, campaigns)
+        except REDIS_ERRORS:
+            return {}
+        return {c: info[0] if info else None for c, info in zip(campaigns, infos)}
+
     def catalog(self) -> Catalog:
         """The version's selections for the dashboard (built once per version)."""
         if self._catalog is None or self._catalog[0] != self.version:
