@@ -55,7 +55,7 @@ class Var:
 
 
 VARIABLES: dict[str, Var] = {}
-_SECRETS = {"BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN"}  # never echoed in a message
+_SECRETS = {"BANNERS_SECRET", "BANNERS_POSTBACK_TOKEN", "BANNERS_ADMIN_TOKEN"}  # never echoed in a message
 
 
 def _var(name, parse, default, doc, option=None, setting=None, unset=None) -> Var:
@@ -312,6 +312,10 @@ KEEP_EVENTS = _var("BANNERS_KEEP_EVENTS", _int(3600), "172800",
 POSTBACK_TOKEN = _var("BANNERS_POSTBACK_TOKEN", _token, None,
                       "bearer token `POST /conversions` requires (16+ characters); unset: postbacks answer 503",
                       setting="postback_token")
+ADMIN_TOKEN = _var("BANNERS_ADMIN_TOKEN", _token, None,
+                   "the operators' credential: `/dashboard`, `/metrics`, `/readyz?detail=1` want it as "
+                   "`Authorization: Bearer` or as the password of HTTP Basic (16+ characters); unset: made once "
+                   "in `STATE_DIR/admin_token`", setting="admin_token")
 METRICS_DIR = _var("BANNERS_METRICS_DIR", _path, None,
                    "where workers sum `/metrics`; `serve` sets it to `STATE_DIR/metrics`", setting="metrics_dir")
 

@@ -22,6 +22,9 @@ RESULTS_DIR = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 
 
+# The operators' token of the servers the benches start (/metrics wants it).
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+
 class Workspace:
     """A temporary folder holding a private Redis and whatever the run writes."""
 
@@ -67,7 +70,8 @@ class Workspace:
     def start_server(self, workers: int = 2, extra=(), wait: bool = True, env: dict | None = None) -> int:
         """`banners serve` on a free port; its gunicorn master is self.masters[port]."""
         port = free_port()
-        env = {**os.environ, "BANNERS_STATE_DIR": str(self.dir / "state"), **(env or {})}
+        env = {**os.environ, "BANNERS_STATE_DIR": str(self.dir / "state"), "BANNERS_ADMIN_TOKEN": ADMIN_TOKEN,
+               **(env or {})}
         self._spawn("server", port, [str(BIN / "banners"), "serve", "--bind", f"127.0.0.1:{port}", "--workers",
                                      str(workers), "--redis-url", self.redis_url, *extra], env)
         if wait:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import redis
 
-from harness import RESULTS_DIR as RESULTS, Workspace, machine, proc_stats
+from harness import ADMIN_TOKEN, RESULTS_DIR as RESULTS, Workspace, machine, proc_stats
 
 from banner_server.config import Settings  # noqa: E402  (harness puts the project on sys.path)
 
@@ -121,7 +121,9 @@ def redis_cpu(r: redis.Redis) -> float:
 def degraded_answers(port: int) -> float:
     """Answers the server gave without Redis so far (summed over its workers): a pick
     that timed out is not an HTTP error, so wrk alone would not see it."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    text = urllib.request.urlopen(request, timeout=5).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("banners_degraded_answers_total{"))
 

@@ -1,7 +1,8 @@
 """Exit 0 when the server on BANNERS_BIND answers 200 to GET /healthz (--ready: /readyz).
 
 The container's HEALTHCHECK: the image has no curl, and the address (host:port or
-unix:/path) is whatever BANNERS_BIND says.
+unix:/path) is whatever BANNERS_BIND says.  Both pages are public (no admin token):
+/readyz answers only ready or not and a reason code (see README, Security).
 """
 
 from __future__ import annotations

@@ -327,7 +327,13 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     pipe = r.pipeline(transaction=False)
     pipe.set(keys.selections(ver), json.dumps(records, separators=(",", ":")))
     campaigns = result.campaigns.rows() if result.campaigns is not None else []
-    pipe.set(keys.campaign_info(ver), json.dumps({str(c): [name, url] for c, name, url in campaigns}))
+    # A hash, one field per campaign: a worker reads it whole when small (catalog.
+    # CAMPAIGNS_PREFETCH) and else one field at a time, cached; one 180 MB string of a
+    # 1.5 M-row campaigns.csv fetched by every worker was an outage.
+    for i in range(0, len(campaigns), 5000):
+        pipe.hset(keys.campaign_info(ver), mapping={
+            str(c): json.dumps([name, url], separators=(",", ":")) for c, name, url in campaigns[i:i + 5000]})
+        pipe.execute()
     pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
     files = {
         f.sha256: json.dumps(
@@ -350,6 +356,10 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     for rec in records:
         pipe.zadd(keys.selection_zset(ver, rec["quarter"], rec["campaign_id"]),
                   {b["banner_id"]: b["revenue"] for b in rec["banners"]})
+        if len(pipe) >= 5000:
+            # In pieces: one pipeline of 400,000 commands held the interpreter long enough
+            # for the load lock's renewal thread to miss its lease (100k-campaign set).
+            pipe.execute()
     pipe.execute()
     # One copy of every selection set per visitor group: a request reads the copy in
     # its visitor's slot (cost of a load: G x the sets; see README, Scaling out).

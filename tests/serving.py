@@ -9,6 +9,7 @@ from banner_server.clock import quarter_of
 from banner_server.config import Settings
 from banner_server.layout.keys import Keys
 from banner_server.web.app import create_app
+from banner_server.web.auth import AdminAuth
 from banner_server.web.images import ImageDir
 from banner_server.web.metrics import Metrics
 from banner_server.web.services import Services
@@ -18,6 +19,9 @@ from loader.publish import publish
 from loader.rules import SELECTION_SCHEMA
 
 KEYS = Keys()
+# The operators' credential of every test app (auth.py), and the header that carries it.
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def selections(rows):
@@ -54,7 +58,7 @@ class Clock:
 
 # Keywords of make_client that are settings of the app, and services of it; the others go to the store.
 SETTINGS_OPTIONS = ("cors_origins", "frame_ancestors", "cookie_secure", "trusted_proxies")
-SERVICE_OPTIONS = ("hour", "signer", "now", "events")
+SERVICE_OPTIONS = ("hour", "signer", "now", "events", "admin")
 
 
 def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None, **kw):
@@ -64,8 +68,11 @@ def make_client(redis_client, clock=None, images=None, metrics=None, pinned=None
     clock = clock or Clock()
     settings = Settings(**{k: kw.pop(k) for k in SETTINGS_OPTIONS if k in kw})
     service_kw = {k: kw.pop(k) for k in SERVICE_OPTIONS if k in kw}
+    service_kw.setdefault("admin", AdminAuth(ADMIN_TOKEN))
     if "event_clock" in kw:  # the clock clicks and conversions are recorded at
         service_kw["clock"] = kw.pop("event_clock")
+    elif "events" in service_kw:
+        service_kw["clock"] = clock  # events are filed at the test's time
     if isinstance(redis_client, tuple):
         redis_client, kw["fast"] = redis_client
     store = SelectionStore(redis_client, KEYS, **kw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import RedisProcess
-from tests.serving import STANDARD, publish_rows
+from tests.serving import ADMIN_TOKEN, STANDARD, publish_rows
 from tests.test_e2e import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +39,17 @@ def test_dashboard_renders_in_chromium(live, tmp_path, width, height):
     chrome = _chromium()
     for _ in range(10):
         live.get("/campaigns/7")
-    url = f"http://127.0.0.1:{live.port}/dashboard"
-    out = chrome.screenshot(url, tmp_path / "d.png", width, height)
+    # HTTP Basic in the URL: how a person's browser sends the operators' token.
+    base = f"http://ops:{ADMIN_TOKEN}@127.0.0.1:{live.port}"
+    out = chrome.screenshot(f"{base}/dashboard/campaigns/7", tmp_path / "d.png", width, height)
     assert png_size(out) == (width, height)
-    dom = chrome.dump_dom(url, width, height)
-    assert dom.count("<meter") >= 2 * 5 and '<img src="/banners/101.svg"' in dom and "Quarter 1 — now" in dom
+    dom = chrome.dump_dom(f"{base}/dashboard/campaigns/7", width, height)
+    assert dom.count("<svg") >= 3 and '<img src="/banners/101.svg"' in dom and "Quarter 1 — now" in dom
+    assert "Impressions per hour" in dom and "Legend" in dom
+    listing = chrome.dump_dom(f"{base}/dashboard", width, height)
+    assert '<a href="/dashboard/campaigns/7">' in listing and "Quarter 1, all campaigns" in listing
+    anonymous = chrome.dump_dom(f"http://127.0.0.1:{live.port}/dashboard", width, height)
+    assert "all campaigns" not in anonymous and "Impressions" not in anonymous  # 401: nothing shown
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_rows_are_checked_and_the_last_valid_one_wins(tmp_path):
 def test_names_and_landing_pages_reach_the_server(any_redis, tmp_path):
     res = compute(folder(tmp_path), seed=1)
     ver = publish(any_redis, KEYS, res, {"seed": 1})
-    assert json.loads(any_redis.get(KEYS.campaign_info(ver)))["1"] == ["Shoes, red",
+    assert json.loads(any_redis.hget(KEYS.campaign_info(ver), "1")) == ["Shoes, red",
                                                                         "https://shop.example/shoes?ref=banner"]
     client, store = make_client(any_redis, pinned=1)
     campaign = next(c for c in client.simulate_get("/", headers={"Accept": "application/json"}).json["campaigns"]

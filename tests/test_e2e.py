@@ -32,6 +32,9 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+from tests.serving import ADMIN, ADMIN_TOKEN  # noqa: E402
+
+
 class Server:
     def __init__(self, redis_url, tmp, *args, env=None, unix_socket=None):
         self.port = free_port()
@@ -39,7 +42,8 @@ class Server:
         bind = f"unix:{unix_socket}" if unix_socket else f"127.0.0.1:{self.port}"
         # These tests check behaviour, not the 50 ms budget (test_faults does): on a
         # loaded 2-core CI box a starved redis-server can miss 50 ms and answer degraded.
-        env = {**os.environ, "BANNERS_STATE_DIR": str(tmp), "BANNERS_REDIS_TIMEOUT": "0.5", **(env or {})}
+        env = {**os.environ, "BANNERS_STATE_DIR": str(tmp), "BANNERS_REDIS_TIMEOUT": "0.5",
+               "BANNERS_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--bind", bind, "--workers", "2",
              "--redis-url", redis_url, *args],
@@ -63,7 +67,8 @@ class Server:
         own = conn is None
         conn = conn or self.connection()
         try:
-            conn.request("GET", path, headers=headers or {})
+            # The operators' token on every request (the refusals: tests/test_operator.py).
+            conn.request("GET", path, headers={**ADMIN, **(headers or {})})
             res = conn.getresponse()
             return res.status, res.headers, res.read()
         finally:

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.harness import RedisProcess
-from tests.serving import STANDARD, make_client, publish_rows
+from tests.serving import ADMIN, STANDARD, make_client, publish_rows
 from banner_server.clients.detect import connect_client as redis_client
 from banner_server.clients.fast import FastRedis
 
@@ -51,18 +51,18 @@ def test_redis_killed_then_back(proc, kind):
     assert all(a != b for a, b in zip(seen, seen[1:]))  # no-repeat kept from the worker's memory
     assert set(seen) <= {101, 200, 300, 400, 500}
     assert client.simulate_get("/campaigns/999").status_code == 404
-    ready = client.simulate_get("/readyz")
+    ready = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert ready.status_code == 503 and ready.json["status"] == "degraded"
     assert ready.json["serving_from_snapshot"] is True
-    assert 'banners_degraded_answers_total{reason="redis_unreachable"}' in client.simulate_get("/metrics").text
+    assert 'banners_degraded_answers_total{reason="redis_unreachable"}' in client.simulate_get("/metrics", headers=ADMIN).text
 
     proc.start()  # comes back empty (no persistence in this test)
     mono.t += 2
-    assert client.simulate_get("/readyz").status_code == 503  # reachable, nothing published
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).status_code == 503  # reachable, nothing published
     publish_rows(proc.client(), [(q, 7, [1, 2]) for q in (1, 2, 3, 4)])
     mono.t += 2
     assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (1, 2)
-    assert client.simulate_get("/readyz").status_code == 200
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).status_code == 200
     assert not store.degraded
 
 
@@ -87,12 +87,12 @@ def test_redis_restarted_empty_keeps_serving_snapshot_until_a_load(proc, kind):
         assert res.headers["x-banners-version"] == version  # never empty: the snapshot's version
         seen.append(res.json["banner_id"])
     assert all(a != b for a, b in zip(seen, seen[1:]))
-    assert 'banners_degraded_answers_total{reason="redis_empty"} 30' in client.simulate_get("/metrics").text
-    ready = client.simulate_get("/readyz")
+    assert 'banners_degraded_answers_total{reason="redis_empty"} 30' in client.simulate_get("/metrics", headers=ADMIN).text
+    ready = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert ready.status_code == 503 and "no published version" in ready.json["reason"]
     publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
     assert client.simulate_get("/campaigns/7", headers=JSON).json["banner_id"] in (5, 6)
-    assert client.simulate_get("/readyz").status_code == 200
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).status_code == 200
 
 
 def test_frozen_redis_is_not_waited_for(proc, kind):
@@ -130,7 +130,7 @@ def test_worker_that_never_saw_data_answers_503_with_retry_after(proc, kind):
     res = client.simulate_get("/campaigns/7", headers=JSON)
     assert res.status_code == 503 and res.headers["retry-after"] == "5"
     assert "error" in res.json
-    assert client.simulate_get("/readyz").status_code == 503
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).status_code == 503
     assert client.simulate_get("/healthz").status_code == 200
     assert client.simulate_get("/").status_code == 200
 
@@ -193,9 +193,9 @@ def test_a_connection_redis_closed_is_reopened_not_degraded(proc, kind):
         admin.client_kill_filter(_type="normal", skipme=True)
         res = client.simulate_get("/campaigns/777", headers=JSON)
         assert res.status_code == 200 and res.json["banner_id"] in (7771, 7772)
-        assert client.simulate_get("/readyz").status_code == 200
+        assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).status_code == 200
     assert not store.degraded
-    assert "banners_degraded_answers_total{" not in client.simulate_get("/metrics").text
+    assert "banners_degraded_answers_total{" not in client.simulate_get("/metrics", headers=ADMIN).text
 
 
 def test_redis_out_of_memory_is_its_own_reason_and_not_ready(proc, kind):
@@ -210,14 +210,14 @@ def test_redis_out_of_memory_is_its_own_reason_and_not_ready(proc, kind):
     try:
         for _ in range(5):
             assert client.simulate_get("/campaigns/7", headers=JSON).status_code == 200
-        metrics = client.simulate_get("/metrics").text
+        metrics = client.simulate_get("/metrics", headers=ADMIN).text
         assert 'banners_degraded_answers_total{reason="redis_oom"} 5' in metrics
         assert "redis_unreachable" not in metrics
-        ready = client.simulate_get("/readyz")
+        ready = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
         assert ready.status_code == 503 and "redis_oom" in ready.json["reason"] and "OOM" in ready.json["reason"]
     finally:
         admin.config_set("maxmemory", 0)
-    ready = client.simulate_get("/readyz")  # probes the pick: it works again
+    ready = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)  # probes the pick: it works again
     assert ready.status_code == 200, ready.json
     res = client.simulate_get("/campaigns/7", headers=JSON)
     assert res.status_code == 200 and not store.degraded

@@ -26,6 +26,7 @@ from banner_server.clients.embedded import free_port
 from banner_server.web import metrics as metrics_mod
 from banner_server.web.metrics import Counters, Metrics, fold_worker, instance_dir, read_all
 from banner_server.web.tokens import SecretError, fingerprint, load_secret
+from tests.serving import ADMIN_TOKEN
 from tests.harness import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,7 +311,9 @@ def test_a_read_during_a_fold_counts_the_worker_once(tmp_path):
 def metric(port: int, route: str) -> int:
     from tests.test_deploy import get
 
-    text = get(port, "/metrics")[2].decode()
+    from tests.serving import ADMIN
+
+    text = get(port, "/metrics", ADMIN)[2].decode()  # an operator page
     for line in text.splitlines():
         if line.startswith(f'banners_http_requests_total{{route="{route}",status="200"}}'):
             return int(float(line.rsplit(" ", 1)[1]))
@@ -321,7 +324,8 @@ def metric(port: int, route: str) -> int:
 def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(shared_redis, states):
     from tests.test_deploy import get, start_server
 
-    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789")
+    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789",
+                      BANNERS_ADMIN_TOKEN=ADMIN_TOKEN)
     shared_redis.client().delete("banners:{banners}:signing")
     state = states("m")
     port_a, port_b = free_port(), free_port()
@@ -350,7 +354,8 @@ def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(
 def test_thirty_reloads_keep_the_metrics_files_bounded_and_the_counts(shared_redis, states):
     from tests.test_deploy import get, start_server, wait_for, workers
 
-    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789")
+    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789",
+                      BANNERS_ADMIN_TOKEN=ADMIN_TOKEN)
     shared_redis.client().delete("banners:{banners}:signing")
     state = states("r")
     port = free_port()

@@ -12,7 +12,7 @@ from banner_server.layout.keys import Keys
 from loader.pipeline import compute
 from loader.publish import (KEEP_VERSIONS, CleanupFailed, LoadLock, LoadRunning, PublishError, RollbackError,
                             publish, rollback, selection_changes)
-from tests.serving import STANDARD, make_client, publish_rows, selections
+from tests.serving import ADMIN, STANDARD, make_client, publish_rows, selections
 
 KEYS = Keys()
 
@@ -252,16 +252,16 @@ def test_the_server_follows_a_rollback(server_redis):
         assert all(a.status_code == 200 for a in answers)
         return {a.headers["X-Banners-Version"] for a in answers}, {a.json["banner_id"] for a in answers}
 
-    assert client.simulate_get("/readyz").json["version"] == v2
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).json["version"] == v2
     assert served() == ({v2}, {7001, 7002, 7003})
     rollback(r, KEYS)
     assert served() == ({v1}, {101, 200, 300, 400, 500})
     assert store.version == v1
-    ready = client.simulate_get("/readyz")
+    ready = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert ready.status_code == 200 and ready.json["version"] == v1
     rollback(r, KEYS, v2)
     assert served() == ({v2}, {7001, 7002, 7003})
-    assert client.simulate_get("/readyz").json["version"] == v2
+    assert client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN).json["version"] == v2
 
 
 def test_selection_changes_per_quarter_and_campaign():

@@ -82,7 +82,7 @@ def test_rollback_under_load_no_failure_no_mixing(redis_rb, tmp_path):
         switch("v2", "rollback", versions["v2"])  # forward again
         time.sleep(2.0)
         stages[-1][2] = time.monotonic()
-        ready = [server.get("/readyz") for _ in range(6)]  # new connections: both workers
+        ready = [server.get("/readyz?detail=1") for _ in range(6)]  # new connections: both workers
     finally:
         stop.set()
         for t in threads:

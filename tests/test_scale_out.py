@@ -15,7 +15,7 @@ from banner_server import cli
 from banner_server.layout.catalog import current_version
 from banner_server.layout.keys import Keys
 from banner_server.clients.detect import connect_client, connect_fast
-from tests.serving import STANDARD, make_client, publish_rows
+from tests.serving import ADMIN, STANDARD, make_client, publish_rows
 from tests.test_e2e import Server
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,7 @@ def test_a_master_killed_under_load_costs_no_failed_request(redis_cluster):
         time.sleep(2.0)
 
     results = under_load(client, 1, failover)
-    metrics = client.simulate_get("/metrics").text
+    metrics = client.simulate_get("/metrics", headers=ADMIN).text
     degraded = sum(int(float(line.split()[-1])) for line in metrics.splitlines()
                    if line.startswith("banners_degraded_answers_total{"))
     print(f"failover: {len(results)} answers, 0 failed, {degraded} degraded")

@@ -7,7 +7,7 @@ import pytest
 
 from banner_server.clock import quarter_of, quarter_source, system_clock
 from banner_server.web.metrics import Metrics
-from tests.serving import STANDARD, Clock, make_client, publish_rows
+from tests.serving import ADMIN, STANDARD, Clock, make_client, publish_rows
 
 JSON = {"Accept": "application/json"}
 
@@ -298,16 +298,16 @@ def test_index_lists_current_quarter_campaigns(client, loaded):
 
 def test_healthz_and_readyz(client):
     assert client.simulate_get("/healthz").status_code == 200
-    res = client.simulate_get("/readyz")
+    res = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert res.status_code == 200 and res.json["quarters"] == [1, 2, 3, 4]
 
 
 def test_readyz_503_when_quarters_are_missing_or_nothing_loaded(server_redis):
     client, _ = make_client(server_redis)
-    res = client.simulate_get("/readyz")
+    res = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert res.status_code == 503 and "nothing published" in res.json["reason"]
     publish_rows(server_redis[0], [(1, 7, [1, 2]), (2, 7, [1])])
-    res = client.simulate_get("/readyz")
+    res = client.simulate_get("/readyz", query_string="detail=1", headers=ADMIN)
     assert res.status_code == 503 and res.json["reason"] == "quarters not loaded: [3, 4]"
 
 
@@ -333,7 +333,7 @@ def test_metrics(loaded):
     for _ in range(3):
         client.simulate_get("/campaigns/7")
     client.simulate_get("/campaigns/999")
-    text = client.simulate_get("/metrics").text
+    text = client.simulate_get("/metrics", headers=ADMIN).text
     assert 'banners_http_requests_total{route="/campaigns/{id}",status="200"} 3' in text
     assert 'banners_http_requests_total{route="/campaigns/{id}",status="404"} 1' in text
     assert 'banners_served_total{campaign="7"} 3' in text
@@ -430,30 +430,12 @@ def test_a_bad_setting_names_its_variable(name, value):
         Settings.from_env({name: value})
 
 
-def test_dashboard_json_and_html(loaded):
-    metrics = Metrics()
-    client, _ = make_client(loaded, clock=Clock(minute=20), metrics=metrics)  # quarter 2 is now
-    served = Counter(draws(client, ["/campaigns/7"] * 12))
-    data = client.simulate_get("/dashboard", headers=JSON).json
-    assert [q["quarter"] for q in data["quarters"]] == [2, 1, 3, 4]  # the current quarter first
-    assert data["quarters"][0]["current"] and data["current_quarter"] == 2
-    c7 = next(c for c in data["quarters"][0]["campaigns"] if c["campaign_id"] == 7)
-    assert c7["scenario"] == "top_clicks" and c7["x"] == 0
-    assert {b["banner_id"]: b["served"] for b in c7["banners"]} == {b: served.get(b, 0) for b in (102, 200, 300, 400, 500)}
-    assert all(b["image_url"] == f"/banners/{b['banner_id']}.svg" and b["source"] == "clicks" for b in c7["banners"])
-    res = client.simulate_get("/dashboard")
-    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
-    assert res.text.index("Quarter 2") < res.text.index("Quarter 1")
-    assert '<img src="/banners/102.svg"' in res.text and "<meter" in res.text and "top_clicks" in res.text
-    assert "style=" not in res.text and "<script" not in res.text  # the strict CSP holds
-    assert "default-src 'none'" in res.headers["content-security-policy"]
-
-
 def test_dashboard_before_any_load_says_what_to_do(server_redis):
+    # The dashboard's figures, pages and access: tests/test_operator.py.
     client, _ = make_client(server_redis)
-    res = client.simulate_get("/dashboard")
+    res = client.simulate_get("/dashboard", headers=ADMIN)
     assert res.status_code == 200 and "banners load" in res.text
-    assert client.simulate_get("/dashboard", headers=JSON).json["quarters"] == []
+    assert client.simulate_get("/dashboard", headers={**ADMIN, **JSON}).json["campaigns"] == []
 
 
 def test_every_banner_answer_is_counted_as_an_impression(loaded):

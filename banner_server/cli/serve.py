@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import click
+
 import redis
 
 import banner_server
@@ -22,6 +23,7 @@ from banner_server import config
 from banner_server.bind import bind_problem, describe
 from banner_server.clients.errors import CLIENT_ERRORS
 from banner_server.layout.catalog import read_selections
+from banner_server.web.auth import load_admin_token, token_path
 from banner_server.web.images import ImageDir
 from banner_server.text import clean
 from banner_server.web.tokens import SecretError, fingerprint, load_secret
@@ -120,6 +122,10 @@ def serve(ctx: click.Context, **options):
     env[config.REDIS_URL.name] = url
     os.environ.update(env)
     click.echo(f"serving on {address} (Redis {safe_url(url)})", err=True)
+    if not config.ADMIN_TOKEN.get():
+        # Made now rather than by the first worker, so this line can say where it is.
+        load_admin_token(None, state_dir)
+        click.echo(f"operator pages (/dashboard, /metrics): the token is in {clean(token_path(state_dir))}", err=True)
     sys.stderr.flush()
     # The settings live in the package, so an installed wheel serves as a checkout does.
     conf = Path(banner_server.__file__).resolve().parent / "hosting" / "gunicorn_conf.py"

@@ -117,3 +117,57 @@ def snapshot(records: list[dict]) -> dict[int, dict[int, tuple[int, ...]]]:
             b["banner_id"] for b in rec["banners"]
         )
     return out
+
+
+class Catalog:
+    """A version's selections as the dashboard reads them: the campaigns of a quarter
+    (with scenario, X and how many banners, in id order) and one selection by
+    (quarter, campaign).  Built once per version per worker from the records."""
+
+    def __init__(self, records: list[dict]):
+        self._by_key = {(rec["quarter"], rec["campaign_id"]): rec for rec in records}
+        self._listing: dict[int, list[tuple[int, str, int, int]]] = {}
+        for rec in sorted(records, key=lambda r: (r["quarter"], r["campaign_id"])):
+            self._listing.setdefault(rec["quarter"], []).append(
+                (rec["campaign_id"], rec["scenario"], rec["x"], len(rec["banners"])))
+
+    def listing(self, quarter: int, scenario: str | None = None) -> list[tuple[int, str, int, int]]:
+        rows = self._listing.get(quarter, [])
+        return [row for row in rows if row[1] == scenario] if scenario else rows
+
+    def selection(self, quarter: int, campaign: int) -> dict | None:
+        return self._by_key.get((quarter, campaign))
+
+
+# A campaigns map up to this many campaigns is read whole when a worker takes a version
+# (the sample's 50: one HGETALL); a bigger one a campaign at a time, when first asked.
+CAMPAIGNS_PREFETCH = 20_000
+
+
+def read_campaign_map(r: redis.Redis, keys: Keys, ver: str) -> dict[int, tuple] | None:
+    """The whole campaigns map of `ver` when small ({} when none), else None: read it
+    per campaign with read_campaign."""
+    key = keys.campaign_info(ver)
+    try:
+        size = r.hlen(key)
+    except redis.ResponseError:  # WRONGTYPE: a version published as one JSON string
+        raw = r.get(key)
+        return {int(c): tuple(v) for c, v in json.loads(raw).items()} if raw else {}
+    if size > CAMPAIGNS_PREFETCH:
+        return None
+    return {int(c): tuple(json.loads(v)) for c, v in r.hgetall(key).items()} if size else {}
+
+
+def read_campaign(r: redis.Redis, keys: Keys, ver: str, campaign: int) -> tuple | None:
+    """(name, landing URL) of one campaign of `ver`, None when campaigns.csv has no row for it."""
+    raw = r.hget(keys.campaign_info(ver), str(campaign))
+    return tuple(json.loads(raw)) if raw else None
+
+
+def read_campaigns(r: redis.Redis, keys: Keys, ver: str, campaigns: list[int]) -> list[tuple | None]:
+    """(name, landing URL) of each of `campaigns` (None: no row), one HMGET per 1,000."""
+    out: list[tuple | None] = []
+    for i in range(0, len(campaigns), 1000):
+        raws = r.hmget(keys.campaign_info(ver), [str(c) for c in campaigns[i:i + 1000]])
+        out.extend(tuple(json.loads(raw)) if raw else None for raw in raws)
+    return out

@@ -48,9 +48,12 @@ def create_app(settings: Settings, services: Services | None = None):
         app.add_route("/conversions", ConversionResource(services.events, settings.postback_token, clock,
                                                              settings.postback_tokens))
     app.add_route("/banners/{image}", BannerImageResource(images))
-    app.add_route("/", IndexResource(store, quarter))
+    app.add_route("/", IndexResource(store, quarter, services.admin))
     app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadyResource(store))
-    app.add_route("/metrics", MetricsResource(metrics, store))
-    app.add_route("/dashboard", DashboardResource(store, quarter, metrics, images))
+    # Operator pages: the admin credential first (auth.py); /readyz only for ?detail=1.
+    app.add_route("/readyz", ReadyResource(store, services.admin))
+    app.add_route("/metrics", MetricsResource(metrics, store, services.admin))
+    dashboard = DashboardResource(services)
+    app.add_route("/dashboard", dashboard)
+    app.add_route("/dashboard/campaigns/{campaign_id}", dashboard, suffix="campaign")
     return Instrumented(app, metrics)

@@ -1,106 +1,507 @@
-"""GET /dashboard: what is served and why, for people (HTML) and machines (JSON).
+"""The operators' dashboard (auth.py: the admin credential): what is served, why, and
+how it does, from the recorded events (they survive restarts and add up over hosts).
 
-Per quarter (the current one first) and campaign: the scenario, X, and the
-selected banners with their pictures, revenue and clicks (drawn as <meter> bars:
-no script, no inline style, so the strict CSP holds), the rule that picked each
-(`source`) and how often each was served since the server started, summed over
-every worker from the metrics files.
+GET /dashboard                     every campaign of one quarter (the current one by
+                                   default), paged, filterable by campaign id or name
+                                   (`q`), quarter and scenario; the totals and the last
+                                   48 hours as SVG charts on top
+GET /dashboard/campaigns/{id}      one campaign: each quarter's selection (the current
+                                   quarter first), the rule of each banner in words, and
+                                   per banner impressions, clicks, conversions, CTR,
+                                   conversion rate, revenue and eCPM; its last 48 hours
+
+Both answer JSON to `Accept: application/json` or `?format=json`.  No page grows with
+the catalog: PAGE_SIZE campaigns a page.  Charts are inline SVG drawn here (no script,
+no inline style: the strict CSP holds).
+
+Cost: the events are read by `recorded_events` (the ONE place that reads them: switch
+it to the event readers of layout/events.py when they land) at most once a minute per
+worker, past hours once (they no longer change); each page is rendered at most once per
+version, minute and query per worker (`PageCache`).  Not yet measured, shown as "—"
+until their work lands: valid against invalid traffic (`traffic_quality`) and
+frequency-capped requests (`frequency_capped`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Callable
+from urllib.parse import urlencode
 
 import falcon
 
+from ..clients.errors import REDIS_ERRORS
+from ..clock import hour_of
+from ..ids import parse_id
 from .html import HTML_HEADERS, page, wants_json
-from .images import ImageDir
-from .metrics import Metrics
-from .store import SelectionStore
+
+log = logging.getLogger("banner_server")
+
+PAGE_SIZE = 50
+HOURS = 48
+REFRESH = 60.0  # seconds the events and the rendered pages are reused for
+MAX_ATTRIBUTION_LOOKUPS = 1000  # conversions of clicks older than the window: looked up, this many a refresh
+
+SCENARIO_WORDS = {
+    "top_revenue_10": "10 or more banners converted: the 10 with the most revenue are shown",
+    "top_revenue_x": "X banners converted (5 to 9): those X are shown, by revenue",
+    "revenue_then_clicks": "1 to 4 banners converted: those, then the most-clicked banners up to 5",
+    "top_clicks": "no banner converted: the 5 most-clicked (random ones when fewer were clicked)",
+}
+RULE_WORDS = {
+    "revenue": "converted (ranked by revenue)",
+    "clicks": "clicked (ranked by clicks)",
+    "random": "random pick (no click yet)",
+}
 
 
-def dashboard_data(store: SelectionStore, metrics: Metrics, images: ImageDir, current: int) -> dict:
-    store.ensure_snapshot()
-    served = metrics.served()
-    quarters: dict[int, list[dict]] = {}
-    for rec in store.records:
-        q, c = rec["quarter"], rec["campaign_id"]
-        quarters.setdefault(q, []).append({
-            "campaign_id": c,
-            "name": store.campaign_name(c),
-            "scenario": rec["scenario"],
-            "x": rec["x"],
-            "banners": [
-                {**b, "served": served.get((q, c, b["banner_id"]), 0),
-                 "image_url": f"/banners/{b['banner_id']}.{'png' if images.has(b['banner_id']) else 'svg'}"}
-                for b in rec["banners"]
-            ],
-        })
-    order = sorted(quarters, key=lambda q: (q != current, q))
-    return {
-        "version": store.version,
-        "current_quarter": current,
-        "quarters": [{"quarter": q, "current": q == current,
-                      "campaigns": sorted(quarters[q], key=lambda c: c["campaign_id"])} for q in order],
-    }
+# -- the business numbers ------------------------------------------------------------
+@dataclass
+class Counts:
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    revenue: Decimal = Decimal(0)
+
+    def add(self, other: "Counts") -> None:
+        self.impressions += other.impressions
+        self.clicks += other.clicks
+        self.conversions += other.conversions
+        self.revenue += other.revenue
+
+    def as_dict(self) -> dict:
+        imp, clk = self.impressions, self.clicks
+        return {
+            "impressions": imp, "clicks": clk, "conversions": self.conversions,
+            "revenue": float(self.revenue),
+            "ctr": clk / imp if imp else None,
+            "conversion_rate": self.conversions / clk if clk else None,
+            "ecpm": float(self.revenue) * 1000 / imp if imp else None,
+        }
 
 
-def _meter(value: float, top: float, label: str) -> str:
-    # <meter> draws the bar natively: nothing for the CSP to allow.
-    return (f'<meter min="0" max="{top:g}" value="{value:g}" title="{html.escape(label)}"></meter>'
-            f'<span class="num">{html.escape(label)}</span>')
+@dataclass
+class HourSummary:
+    """One local hour: (quarter, campaign, banner) -> counts."""
+    hour: str
+    by_banner: dict[tuple[int, int, int], Counts] = field(default_factory=dict)
+    unattributed: int = 0  # conversions whose click could not be found
 
 
-def _row(b: dict, top_rev: float, top_clicks: float) -> str:
-    revenue = f"{b['revenue']:.2f}"
-    return (f'<tr><td><img src="{b["image_url"]}" width="72" height="60" loading="lazy" '
-            f'alt="Banner {b["banner_id"]}"></td><td>{b["banner_id"]}</td>'
-            f'<td>{_meter(b["revenue"], top_rev, revenue)}</td>'
-            f'<td>{_meter(b["clicks"], top_clicks, str(b["clicks"]))}</td>'
-            f'<td class="rule">{html.escape(b["source"])}</td><td class="num">{b["served"]}</td></tr>')
+@dataclass
+class Business:
+    hours: list[str]  # oldest first
+    summaries: dict[str, HourSummary]
+    # Hooks for the work that measures them (None: shown as "—").
+    traffic_quality: dict | None = None  # {"valid": n, "invalid": {reason: n}}
+    frequency_capped: int | None = None
+
+    def banner_totals(self, quarter: int | None = None, campaign: int | None = None
+                      ) -> dict[tuple[int, int, int], Counts]:
+        out: dict[tuple[int, int, int], Counts] = {}
+        for s in self.summaries.values():
+            for key, counts in s.by_banner.items():
+                if (quarter is None or key[0] == quarter) and (campaign is None or key[1] == campaign):
+                    out.setdefault(key, Counts()).add(counts)
+        return out
+
+    def campaign_totals(self, quarter: int) -> dict[int, Counts]:
+        out: dict[int, Counts] = {}
+        for (q, c, _), counts in self.banner_totals(quarter).items():
+            out.setdefault(c, Counts()).add(counts)
+        return out
+
+    def per_hour(self, campaign: int | None = None, quarter: int | None = None) -> list[Counts]:
+        series = []
+        for hour in self.hours:
+            total = Counts()
+            s = self.summaries.get(hour)
+            if s:
+                for (q, c, _), counts in s.by_banner.items():
+                    if (campaign is None or c == campaign) and (quarter is None or q == quarter):
+                        total.add(counts)
+            series.append(total)
+        return series
 
 
-def render_html(data: dict) -> str:
-    parts = [f'<h1>Dashboard</h1><p class="meta">Version {html.escape(str(data["version"] or "none"))} · '
-             f'quarter {data["current_quarter"]} of the hour now · served counts since the server started</p>']
-    if not data["quarters"]:
-        parts.append("<p>Nothing is published yet: run <code>banners load DATA_DIR</code>.</p>")
-    nav = " · ".join(f'<a href="#q{q["quarter"]}">Quarter {q["quarter"]}{" (now)" if q["current"] else ""}</a>'
-                     for q in data["quarters"])
-    if nav:
-        parts.append(f"<nav>{nav}</nav>")
-    for q in data["quarters"]:
-        parts.append(f'<h2 id="q{q["quarter"]}">Quarter {q["quarter"]}{" — now" if q["current"] else ""}</h2>')
-        for c in q["campaigns"]:
-            top_rev = max((b["revenue"] for b in c["banners"]), default=0) or 1
-            top_clicks = max((b["clicks"] for b in c["banners"]), default=0) or 1
-            rows = "".join(_row(b, top_rev, top_clicks) for b in c["banners"])
-            parts.append(
-                f'<section class="campaign"><h3><a href="/campaigns/{c["campaign_id"]}">Campaign {c["campaign_id"]}'
-                f'{" — " + html.escape(c["name"]) if c["name"] else ""}</a>'
-                f' <span class="tag">{html.escape(c["scenario"])}</span> <span class="meta">X = {c["x"]}</span></h3>'
-                f'<table><thead><tr><th>Picture</th><th>Banner</th><th>Revenue</th><th>Clicks</th>'
-                f'<th class="rule">Rule</th><th>Served</th></tr></thead><tbody>{rows}</tbody></table></section>')
-    return page("Dashboard", "".join(parts))
+def _summarise(events, hour: str, clicks_seen: dict[int, tuple[int, int, int]]) -> HourSummary:
+    """One hour of EventStore.read_hour, attributed to (quarter, campaign, banner)."""
+    read = events.read_hour(hour)
+    out = HourSummary(hour)
+    for q, rows in read.impressions.items():
+        for campaign, banner, n in rows:
+            out.by_banner.setdefault((q, campaign, banner), Counts()).impressions += n
+    for q, rows in read.clicks.items():
+        for click_id, banner, campaign in rows:
+            clicks_seen[click_id] = (q, campaign, banner)
+            out.by_banner.setdefault((q, campaign, banner), Counts()).clicks += 1
+    lookups = 0
+    for q, rows in read.conversions.items():
+        for _, click_id, revenue in rows:
+            where = clicks_seen.get(click_id)
+            if where is None and lookups < MAX_ATTRIBUTION_LOOKUPS:
+                lookups += 1
+                click = events.click(click_id)
+                if click is not None:
+                    where = clicks_seen[click_id] = (q, click.campaign, click.banner)
+            if where is None:
+                out.unattributed += 1
+                continue
+            counts = out.by_banner.setdefault(where, Counts())
+            counts.conversions += 1
+            try:
+                counts.revenue += Decimal(revenue)
+            except InvalidOperation:
+                pass
+    return out
+
+
+class RecordedEvents:
+    """The last HOURS hours of recorded events, per worker: an hour before the current
+    one is read once (nothing is filed under a past hour: a late conversion goes to the
+    hour it arrives in), the current hour at most once per REFRESH seconds.
+
+    This is the one place that reads events for the dashboard: today it sums
+    EventStore.read_hour; switch it to the event readers of layout/events.py when they
+    land (impressions per hour/quarter/campaign/banner) and nothing else changes."""
+
+    def __init__(self, events, clock: Callable[[], dt.datetime], monotonic=time.monotonic):
+        self.events = events
+        self.clock = clock
+        self.monotonic = monotonic
+        self._past: dict[str, HourSummary] = {}
+        self._clicks: dict[int, tuple[int, int, int]] = {}
+        self._current: tuple[float, HourSummary] | None = None
+        self.error: str | None = None
+
+    def __call__(self) -> Business:
+        now = self.clock()
+        hours = [hour_of(now - dt.timedelta(hours=h)) for h in range(HOURS - 1, -1, -1)]
+        if self.events is None:
+            return Business(hours, {})
+        current = hours[-1]
+        try:
+            for hour in hours[:-1]:
+                if hour not in self._past:
+                    self._past[hour] = _summarise(self.events, hour, self._clicks)
+            for hour in list(self._past):
+                if hour not in hours:
+                    del self._past[hour]
+            if len(self._clicks) > 1_000_000:  # bounded: older clicks are looked up again
+                self._clicks.clear()
+            if (self._current is None or self._current[1].hour != current
+                    or self.monotonic() - self._current[0] >= REFRESH):
+                self._current = (self.monotonic(), _summarise(self.events, current, self._clicks))
+            self.error = None
+        except REDIS_ERRORS as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("dashboard: recorded events unreadable (%s); showing what was read", self.error)
+        summaries = dict(self._past)
+        if self._current is not None and self._current[1].hour == current:
+            summaries[current] = self._current[1]
+        return Business(hours, summaries)
+
+
+# -- charts -----------------------------------------------------------------------------
+def svg_bars(values: list[float], label: str, hours: list[str], width: int = 480, height: int = 64) -> str:
+    """A small bar chart of `values` (one per hour), as inline SVG: no script, no style
+    attribute (the CSP's style-src does not cover them); colours are presentation
+    attributes, which the CSP does not govern."""
+    top = max(values, default=0) or 1
+    n = max(len(values), 1)
+    bar = width / n
+    bars = []
+    for i, v in enumerate(values):
+        h = 0 if not v else max(1.0, (height - 2) * v / top)
+        title = f"{hours[i] if i < len(hours) else ''}: {v:g}"
+        bars.append(f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(bar - 1, 1):.1f}" '
+                    f'height="{h:.1f}" fill="#3b6fd8"><title>{html.escape(title)}</title></rect>')
+    total, peak = sum(values), max(values, default=0)
+    return (f'<figure class="chart"><svg viewBox="0 0 {width} {height}" width="100%" height="{height}" '
+            f'role="img" aria-label="{html.escape(label)} per hour, last {len(values)} hours" '
+            f'preserveAspectRatio="none"><rect x="0" y="0" width="{width}" height="{height}" fill="#f0f2f7"/>'
+            f'{"".join(bars)}</svg><figcaption>{html.escape(label)} per hour, last {len(values)} h '
+            f'(total {total:g}, top hour {peak:g})</figcaption></figure>')
+
+
+def _charts(series: list[Counts], hours: list[str]) -> str:
+    return (svg_bars([c.impressions for c in series], "Impressions", hours)
+            + svg_bars([c.clicks for c in series], "Clicks", hours)
+            + svg_bars([float(c.revenue) for c in series], "Revenue", hours))
+
+
+# -- formatting -------------------------------------------------------------------------
+def _pct(v) -> str:
+    return "—" if v is None else f"{v * 100:.2f} %"
+
+
+def _money(v) -> str:
+    return "—" if v is None else f"{v:,.2f}"
+
+
+def _metrics_cells(d: dict) -> str:
+    return (f'<td class="num">{d["impressions"]:,}</td><td class="num">{d["clicks"]:,}</td>'
+            f'<td class="num">{d["conversions"]:,}</td><td class="num">{_pct(d["ctr"])}</td>'
+            f'<td class="num">{_pct(d["conversion_rate"])}</td><td class="num">{_money(d["revenue"])}</td>'
+            f'<td class="num">{_money(d["ecpm"])}</td>')
+
+
+METRIC_HEADS = ('<th>Impr.</th><th>Clicks</th><th>Conv.</th><th>CTR</th><th>Conv. rate</th>'
+                '<th>Revenue</th><th>eCPM</th>')
+
+
+def _legend() -> str:
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in SCENARIO_WORDS.items())
+    rules = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in RULE_WORDS.items())
+    return (f'<details class="legend"><summary>Legend: scenarios and rules</summary><dl>{items}</dl>'
+            f'<dl>{rules}</dl><p class="meta">X: the number of banners of the campaign with at least one '
+            f'conversion in the quarter\'s data. CTR = clicks / impressions; conversion rate = conversions / '
+            f'clicks; eCPM = revenue per 1,000 impressions. Events of the last {HOURS} hours.</p></details>')
+
+
+def _quality_cells(business: Business) -> str:
+    quality = business.traffic_quality
+    capped = business.frequency_capped
+    valid = "—" if quality is None else f'{quality.get("valid", 0):,}'
+    invalid = "—" if quality is None else ", ".join(f"{k}: {v:,}" for k, v in quality.get("invalid", {}).items()) or "0"
+    return (f'<p class="meta">Valid traffic: {valid} · invalid traffic by reason: {invalid} · '
+            f'frequency-capped requests: {"—" if capped is None else f"{capped:,}"}</p>')
+
+
+# -- the pages --------------------------------------------------------------------------
+class PageCache:
+    """Rendered answers per (version, minute, query): at most one rendering of a page per
+    worker and minute, whatever the number of operators; bounded."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key, make):
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        value = make()
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
 
 
 class DashboardResource:
-    def __init__(self, store: SelectionStore, quarter: Callable[[], int], metrics: Metrics, images: ImageDir):
-        self.store = store
-        self.quarter = quarter
-        self.metrics = metrics
-        self.images = images
+    def __init__(self, services, monotonic=time.monotonic):
+        self.store = services.store
+        self.quarter = services.quarter
+        self.images = services.images
+        self.admin = services.admin
+        clock = services.clock or (lambda: dt.datetime.fromtimestamp(services.now()).astimezone())
+        self.business = RecordedEvents(services.events, clock, monotonic)
+        self.monotonic = monotonic
+        self.cache = PageCache()
+
+    def _key(self, *parts):
+        return (self.store.version, int(self.monotonic() // REFRESH), *parts)
+
+    # -- the list ------------------------------------------------------------------------
+    def list_data(self, quarter: int, query: str, scenario: str, page_no: int) -> dict:
+        current = self.quarter()
+        business = self.business()
+        catalog = self.store.catalog()
+        campaigns = catalog.listing(quarter, scenario or None)
+        if query:
+            wanted = parse_id(query.strip())
+            if wanted is not None:
+                campaigns = [row for row in campaigns if row[0] == wanted]
+            else:
+                campaigns = self.store.search_names(campaigns, query.strip())
+        totals_by_campaign = business.campaign_totals(quarter)
+        total = Counts()
+        for counts in totals_by_campaign.values():
+            total.add(counts)
+        pages = max(1, -(-len(campaigns) // PAGE_SIZE))
+        page_no = min(max(page_no, 1), pages)
+        rows = []
+        for campaign, scen, x, n in campaigns[(page_no - 1) * PAGE_SIZE:page_no * PAGE_SIZE]:
+            rows.append({"campaign_id": campaign, "name": self.store.campaign_name(campaign), "scenario": scen,
+                         "scenario_words": SCENARIO_WORDS.get(scen, scen), "x": x, "banners": n,
+                         **totals_by_campaign.get(campaign, Counts()).as_dict(),
+                         "url": f"/dashboard/campaigns/{campaign}"})
+        series = business.per_hour(quarter=None)
+        return {
+            "version": self.store.version, "current_quarter": current, "quarter": quarter,
+            "quarters": list(self.store.quarters), "query": query, "scenario": scenario,
+            "page": page_no, "pages": pages, "matching": len(campaigns), "campaigns": rows,
+            "totals": total.as_dict(),
+            "hours": business.hours,
+            "per_hour": [c.as_dict() for c in series],
+            "traffic_quality": business.traffic_quality, "frequency_capped": business.frequency_capped,
+            "events_error": self.business.error is not None,
+        }
+
+    def render_list(self, d: dict) -> str:
+        q = d["quarter"]
+        parts = [f'<h1>Dashboard</h1><p class="meta">Version {html.escape(str(d["version"] or "none"))} · '
+                 f'quarter {d["current_quarter"]} of the hour now · events of the last {HOURS} hours, all hosts</p>']
+        if d["events_error"]:
+            parts.append('<p class="meta">The recorded events could not all be read (Redis): figures may be '
+                         'short.</p>')
+        tabs = " · ".join(
+            (f"<strong>Quarter {x}{' (now)' if x == d['current_quarter'] else ''}</strong>" if x == q else
+             f'<a href="/dashboard?{urlencode({"quarter": x})}">Quarter {x}{" (now)" if x == d["current_quarter"] else ""}</a>')
+            for x in sorted(d["quarters"], key=lambda x: (x != d["current_quarter"], x)))
+        if tabs:
+            parts.append(f"<nav>{tabs}</nav>")
+        t = d["totals"]
+        parts.append(f'<section class="campaign"><h2>Quarter {q}, all campaigns</h2><table><thead><tr>{METRIC_HEADS}'
+                     f'</tr></thead><tbody><tr>{_metrics_cells(t)}</tr></tbody></table>{_quality_cells_d(d)}'
+                     f'{_charts(_series(d["per_hour"]), d["hours"])}</section>')
+        options = "".join(f'<option value="{s}"{" selected" if s == d["scenario"] else ""}>{s}</option>'
+                          for s in SCENARIO_WORDS)
+        parts.append(
+            f'<form method="get" action="/dashboard" class="filter"><input type="hidden" name="quarter" value="{q}">'
+            f'<label>Campaign id or name <input name="q" value="{html.escape(d["query"])}" maxlength="100"></label> '
+            f'<label>Scenario <select name="scenario"><option value="">any</option>{options}</select></label> '
+            f'<button>Filter</button></form>')
+        parts.append(_legend())
+        if not d["campaigns"]:
+            parts.append("<p>Nothing is published yet: run <code>banners load DATA_DIR</code>.</p>"
+                         if d["version"] is None else "<p>No campaign matches.</p>")
+        else:
+            rows = "".join(
+                f'<tr><td><a href="{c["url"]}">{c["campaign_id"]}</a></td>'
+                f'<td><a href="{c["url"]}">{html.escape(c["name"] or "")}</a></td>'
+                f'<td><span class="tag" title="{html.escape(c["scenario_words"])}">{html.escape(c["scenario"])}</span>'
+                f' X={c["x"]}</td>{_metrics_cells(c)}</tr>' for c in d["campaigns"])
+            parts.append(f'<p class="meta">{d["matching"]:,} campaigns · page {d["page"]} of {d["pages"]}</p>'
+                         f'<div class="scroll"><table><thead><tr><th>Id</th><th>Name</th><th>Scenario</th>'
+                         f'{METRIC_HEADS}</tr></thead><tbody>{rows}</tbody></table></div>')
+            parts.append(self._pager(d))
+        return page("Dashboard", "".join(parts))
+
+    @staticmethod
+    def _pager(d: dict) -> str:
+        def link(n, text):
+            query = {k: v for k, v in (("quarter", d["quarter"]), ("q", d["query"]), ("scenario", d["scenario"]),
+                                       ("page", n)) if v}
+            return f'<a href="/dashboard?{html.escape(urlencode(query))}">{text}</a>'
+        out = []
+        if d["page"] > 1:
+            out.append(link(d["page"] - 1, "← previous"))
+        if d["page"] < d["pages"]:
+            out.append(link(d["page"] + 1, "next →"))
+        return f'<nav>{" · ".join(out)}</nav>' if out else ""
+
+    # -- one campaign --------------------------------------------------------------------
+    def campaign_data(self, campaign: int) -> dict | None:
+        current = self.quarter()
+        business = self.business()
+        catalog = self.store.catalog()
+        by_banner = business.banner_totals(campaign=campaign)
+        quarters = []
+        for q in sorted(self.store.quarters, key=lambda x: (x != current, x)):
+            rec = catalog.selection(q, campaign)
+            if rec is None:
+                continue
+            banners = []
+            for b in rec["banners"]:
+                bid = b["banner_id"]
+                banners.append({**b, "rule_words": RULE_WORDS.get(b["source"], b["source"]),
+                                "image_url": f"/banners/{bid}.{'png' if self.images.has(bid) else 'svg'}",
+                                **{"recorded": by_banner.get((q, campaign, bid), Counts()).as_dict()}})
+            total = Counts()
+            for (qq, _, _), counts in by_banner.items():
+                if qq == q:
+                    total.add(counts)
+            quarters.append({"quarter": q, "current": q == current, "scenario": rec["scenario"],
+                             "scenario_words": SCENARIO_WORDS.get(rec["scenario"], rec["scenario"]),
+                             "x": rec["x"], "banners": banners, "totals": total.as_dict()})
+        if not quarters:
+            return None
+        return {"version": self.store.version, "campaign_id": campaign, "name": self.store.campaign_name(campaign),
+                "current_quarter": current, "quarters": quarters, "hours": business.hours,
+                "per_hour": [c.as_dict() for c in business.per_hour(campaign=campaign)],
+                "traffic_quality": business.traffic_quality, "frequency_capped": business.frequency_capped}
+
+    def render_campaign(self, d: dict) -> str:
+        name = d["name"] or f"Campaign {d['campaign_id']}"
+        parts = [f'<p><a href="/dashboard">← Dashboard</a></p><h1>{html.escape(name)}'
+                 f' <span class="meta">#{d["campaign_id"]}</span></h1>'
+                 f'<p class="meta">Version {html.escape(str(d["version"]))} · quarter {d["current_quarter"]} now · '
+                 f'<a href="/campaigns/{d["campaign_id"]}">serve one banner</a></p>',
+                 _quality_cells_d(d), _charts(_series(d["per_hour"]), d["hours"]), _legend()]
+        for q in d["quarters"]:
+            rows = "".join(
+                f'<tr><td><img src="{b["image_url"]}" width="72" height="60" loading="lazy" '
+                f'alt="Banner {b["banner_id"]}"></td><td>{b["banner_id"]}</td>'
+                f'<td class="rule">{html.escape(b["rule_words"])}</td>{_metrics_cells(b["recorded"])}</tr>'
+                for b in q["banners"])
+            parts.append(
+                f'<section class="campaign"><h2>Quarter {q["quarter"]}{" — now" if q["current"] else ""}'
+                f' <span class="tag">{html.escape(q["scenario"])}</span> <span class="meta">X = {q["x"]}</span></h2>'
+                f'<p class="meta">{html.escape(q["scenario_words"])}</p><div class="scroll"><table><thead><tr>'
+                f'<th>Picture</th><th>Banner</th><th class="rule">Why shown</th>{METRIC_HEADS}</tr></thead>'
+                f'<tbody>{rows}<tr class="total"><td></td><td>Total</td><td class="rule"></td>'
+                f'{_metrics_cells(q["totals"])}</tr></tbody></table></div></section>')
+        return page(f"Dashboard — {name}", "".join(parts))
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _answer(self, req, resp, key, make_data, render):
+        self.admin.require(req)
+        self.store.ensure_snapshot()
+        as_json = wants_json(req)
+        resp.cache_control = ["no-store"]  # private figures: never in a shared cache
+        resp.vary = ["Accept", "Authorization"]
+
+        def make():
+            data = make_data()
+            if data is None:
+                return None
+            return ("json", data) if as_json else ("html", render(data))
+
+        found = self.cache.get(self._key(as_json, *key), make)
+        if found is None:
+            raise falcon.HTTPNotFound(title="Unknown campaign",
+                                      description="That campaign has no selection in the published version.")
+        kind, body = found
+        if kind == "json":
+            resp.media = body
+        else:
+            resp.content_type = falcon.MEDIA_HTML
+            resp.set_headers(HTML_HEADERS)
+            resp.text = body
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        data = dashboard_data(self.store, self.metrics, self.images, self.quarter())
-        resp.cache_control = ["no-store"]
-        resp.vary = ["Accept"]
-        if wants_json(req):
-            resp.media = data
-            return
-        resp.content_type = falcon.MEDIA_HTML
-        resp.set_headers(HTML_HEADERS)
-        resp.text = render_html(data)
+        self.admin.require(req)
+        quarter = req.get_param_as_int("quarter", min_value=1, max_value=4) or self.quarter()
+        query = (req.get_param("q") or "")[:100]
+        scenario = req.get_param("scenario") or ""
+        if scenario and scenario not in SCENARIO_WORDS:
+            scenario = ""
+        page_no = req.get_param_as_int("page", min_value=1) or 1
+        self._answer(req, resp, ("list", quarter, query, scenario, page_no),
+                     lambda: self.list_data(quarter, query, scenario, page_no), self.render_list)
+
+    def on_get_campaign(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
+        self.admin.require(req)
+        campaign = parse_id(campaign_id)
+        if campaign is None:
+            raise falcon.HTTPNotFound(title="Unknown campaign", description="A campaign id is an integer.")
+        self._answer(req, resp, ("campaign", campaign), lambda: self.campaign_data(campaign), self.render_campaign)
 
     on_head = on_get
+    on_head_campaign = on_get_campaign
+
+
+def _series(per_hour: list[dict]) -> list[Counts]:
+    return [Counts(h["impressions"], h["clicks"], h["conversions"], Decimal(str(h["revenue"]))) for h in per_hour]
+
+
+def _quality_cells_d(d: dict) -> str:
+    return _quality_cells(Business([], {}, d.get("traffic_quality"), d.get("frequency_capped")))

@@ -27,7 +27,8 @@ STYLE = (
     "padding:.1rem .4rem;margin-left:.4rem}table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #eee;vertical-align:middle;"
     "font-size:.9rem}td img{box-shadow:none}meter{width:6rem;margin-right:.3rem}"
-    ".num{font-variant-numeric:tabular-nums}"
+    ".num{font-variant-numeric:tabular-nums}figure.chart{margin:.3rem 0}figcaption{font-size:.8rem;color:#555}"
+    ".scroll{overflow-x:auto}form.filter{margin:.5rem 0}form.filter input{width:10rem}"
     "@media (max-width:600px){meter{width:3.5rem}th,td{padding:.15rem .25rem;font-size:.8rem}"
     "td img{width:48px;height:40px}.rule{display:none}}"
 )

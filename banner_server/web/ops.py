@@ -1,5 +1,9 @@
 """What operators and their tools ask: liveness, readiness, the Prometheus metrics, and
-the WSGI wrapper that times every answer into them."""
+the WSGI wrapper that times every answer into them.
+
+Public: /healthz, and /readyz as ready or not with a reason code (what a load
+balancer needs; no version, no error text).  Operators only (auth.py): /metrics and
+/readyz?detail=1 (the version, the reason in words, the Redis error)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from time import perf_counter
 
 import falcon
 
+from .auth import AdminAuth
 from .html import RETRY_AFTER
 from .metrics import Metrics
 from .store import SelectionStore
@@ -23,12 +28,17 @@ class HealthResource:
 
 
 class ReadyResource:
-    def __init__(self, store: SelectionStore):
+    def __init__(self, store: SelectionStore, admin: AdminAuth):
         self.store = store
+        self.admin = admin
 
     def on_get(self, req, resp):
+        detail = req.get_param_as_bool("detail", default=False)
+        if detail:
+            self.admin.require(req)  # before any Redis work: an anonymous probe costs nothing
         ok, info = self.store.readiness()
-        resp.media = info
+        # The public answer: ready or not, and why as a code (see README, Operations).
+        resp.media = info if detail else {"status": info["status"], "reason": info.get("code", info["status"])}
         resp.cache_control = ["no-store"]
         if not ok:
             resp.status = falcon.HTTP_503
@@ -36,11 +46,13 @@ class ReadyResource:
 
 
 class MetricsResource:
-    def __init__(self, metrics: Metrics, store: SelectionStore):
+    def __init__(self, metrics: Metrics, store: SelectionStore, admin: AdminAuth):
         self.metrics = metrics
         self.store = store
+        self.admin = admin
 
     def on_get(self, req, resp):
+        self.admin.require(req)
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.cache_control = ["no-store"]
         resp.text = self.metrics.render({"banners_worker_redis_degraded": int(self.store.degraded)})

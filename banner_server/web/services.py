@@ -1,5 +1,5 @@
 """What a worker answers from: the selections store, the clocks, the pictures, the
-metrics, the click signer and the event store.  `Services.from_settings` builds them
+metrics, the click signer, the event store and the operators' credential.  `Services.from_settings` builds them
 for a real worker; tests build a `Services` by hand and hand it to create_app."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ..config import Settings
 from ..layout.events import EventStore
 from ..layout.keys import Keys
 from ..clients.detect import connect_client, connect_fast
+from .auth import AdminAuth, load_admin_token
 from .images import ImageDir
 from .metrics import Metrics
 from .store import SelectionStore
@@ -41,6 +42,8 @@ class Services:
     hour: Callable[[], str] | None = None
     events: EventStore | None = None
     clock: Callable[[], dt.datetime] | None = None
+    # The operators' credential (auth.py); by default one nobody knows: every operator page refused.
+    admin: AdminAuth = field(default_factory=AdminAuth.random)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -66,4 +69,5 @@ class Services:
             hour=hour_source(clock, tick=time.monotonic) if settings.record_impressions else None,
             events=EventStore(store.r, keys, keep_events=settings.keep_events),
             clock=clock,
+            admin=AdminAuth(load_admin_token(settings.admin_token, settings.state_dir)),
         )

@@ -3,17 +3,18 @@ with the worker's last snapshot as the answer when Redis is away."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import redis
 
 from ..clients.errors import REDIS_ERRORS, FastReplyError
 from ..clients.fast import FastRedis
-from ..layout.catalog import current_version, group_versions, read_selections, snapshot
+from ..layout.catalog import Catalog, current_version, group_versions, read_campaign, read_campaign_map, \
+    read_campaigns,     read_selections, snapshot
 from ..layout.keys import Keys
 from ..layout.scripts import PICK, RECORD, bind
 
@@ -21,6 +22,8 @@ from ..layout.scripts import PICK, RECORD, bind
 log = logging.getLogger("banner_server")
 
 _LOCAL_VISITORS = 100_000  # degraded-mode memory of last banners, per worker
+_CAMPAIGNS_CACHED = 10_000  # campaigns' (name, landing) kept per worker when the map is read lazily
+_NAME_SEARCH_LIMIT = 20_000  # campaigns whose name a dashboard search reads, when the map is lazy
 
 
 class NoData(Exception):
@@ -96,7 +99,11 @@ class SelectionStore:
         self.version: str | None = None
         self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
         self.records: list[dict] = []
-        self.campaign_info: dict[int, tuple[str | None, str | None]] = {}  # id -> (name, landing URL)
+        # id -> (name, landing URL): the whole map when small, else None and `_campaign_cache`
+        # (an LRU of the campaigns asked for, read one HGET each).
+        self.campaign_info: dict[int, tuple[str | None, str | None]] | None = {}
+        self._campaign_cache: OrderedDict[int, tuple | None] = OrderedDict()
+        self._catalog: tuple[str | None, Catalog] | None = None
         self.quarters: tuple[int, ...] = ()
         # After a failure, answer from the snapshot for retry_after seconds instead of
         # paying a timeout on every request; then let one request probe Redis again.
@@ -148,8 +155,8 @@ class SelectionStore:
             return  # superseded between the pick and this read; the next pick tells
         groups = self.r.hget(self.keys.meta(version), "groups")
         self.keys = self.keys.with_groups(int(groups) if groups else 1)
-        info = self.r.get(self.keys.campaign_info(version))
-        self.campaign_info = {int(c): tuple(v) for c, v in json.loads(info).items()} if info else {}
+        self.campaign_info = read_campaign_map(self.r, self.keys, version)
+        self._campaign_cache = OrderedDict()
         self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
         self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
@@ -168,13 +175,61 @@ class SelectionStore:
                 self._set_state("redis_unreachable")
 
     def landing(self, campaign: int) -> tuple[str | None, str | None] | None:
-        """(name, landing URL) of the campaign from the published campaigns.csv."""
-        return self.campaign_info.get(campaign)
+        """(name, landing URL) of the campaign from the published campaigns.csv.  A big
+        map is read one campaign at a time and the last _CAMPAIGNS_CACHED kept; when
+        Redis does not answer, None (no name) and nothing cached."""
+        if self.campaign_info is not None:
+            return self.campaign_info.get(campaign)
+        cache = self._campaign_cache
+        if campaign in cache:
+            cache.move_to_end(campaign)
+            return cache[campaign]
+        if self.version is None:
+            return None
+        try:
+            info = read_campaign(self.r, self.keys, self.version, campaign)
+        except REDIS_ERRORS:
+            return None
+        cache[campaign] = info
+        if len(cache) > _CAMPAIGNS_CACHED:
+            cache.popitem(last=False)
+        return info
 
     def campaign_name(self, campaign: int) -> str | None:
         """The campaign's name from the published campaigns.csv, None when it has none."""
-        info = self.campaign_info.get(campaign)
+        info = self.landing(campaign)
         return info[0] if info else None
+
+    def campaign_names(self, campaigns: list[int]) -> dict[int, str | None]:
+        """The names of a page of campaigns: from the map when it is held, else one HMGET
+        per 1,000 (not cached: pages of / and the dashboard read them so)."""
+        if self.campaign_info is not None or self.version is None:
+            return {c: self.campaign_name(c) for c in campaigns}
+        try:
+            infos = read_campaigns(self.r, self.keys, self.version, campaigns)
+        except REDIS_ERRORS:
+            return {}
+        return {c: info[0] if info else None for c, info in zip(campaigns, infos)}
+
+    def catalog(self) -> Catalog:
+        """The version's selections for the dashboard (built once per version)."""
+        if self._catalog is None or self._catalog[0] != self.version:
+            self._catalog = (self.version, Catalog(self.records))
+        return self._catalog[1]
+
+    def search_names(self, rows: list, text: str) -> list:
+        """The rows (campaign id first) whose campaign name holds `text` (any case).  A
+        lazily read map is searched in its first _NAME_SEARCH_LIMIT rows only."""
+        text = text.casefold()
+        if self.campaign_info is None:
+            rows = rows[:_NAME_SEARCH_LIMIT]
+            try:
+                infos = read_campaigns(self.r, self.keys, self.version, [row[0] for row in rows])
+            except REDIS_ERRORS:
+                return []
+        else:
+            infos = [self.campaign_info.get(row[0]) for row in rows]
+        return [row for row, info in zip(rows, infos) if info and info[0] and text in info[0].casefold()]
 
     def campaigns(self, quarter: int) -> list[int]:
         self.ensure_snapshot()
@@ -327,15 +382,15 @@ class SelectionStore:
             self._failed(exc)
             self._set_state("redis_unreachable")
             return False, {
-                "status": "degraded",
+                "status": "degraded", "code": "redis_unreachable",
                 "reason": f"redis unreachable: {self.last_error}",
                 "serving_from_snapshot": self.selections is not None,
                 "version": self.version,
             }
         if current is None:
             if self.selections is None:
-                return False, {"status": "not_ready", "reason": "nothing published yet: run `banners load`"}
-            return False, {"status": "degraded", "reason": "Redis holds no published version (flushed or "
+                return False, {"status": "not_ready", "code": "nothing_published", "reason": "nothing published yet: run `banners load`"}
+            return False, {"status": "degraded", "code": "redis_empty", "reason": "Redis holds no published version (flushed or "
                            "restarted without its data): run `banners load`", "serving_from_snapshot": True,
                            "version": self.version}
         if self.state is not None and self.selections:
@@ -344,7 +399,8 @@ class SelectionStore:
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 self._set_state(failure_reason(exc))
-                return False, {"status": "degraded", "reason": f"picks fail ({self.state}): {self.last_error}",
+                return False, {"status": "degraded", "code": self.state,
+                               "reason": f"picks fail ({self.state}): {self.last_error}",
                                "serving_from_snapshot": True, "version": self.version}
             self._redis_backoff.failed_at = None
             self._set_state(None)
@@ -353,14 +409,15 @@ class SelectionStore:
             behind = sum(len(g) for ver, g in groups["serving"].items() if ver != current)
         except REDIS_ERRORS as exc:
             self._failed(exc)
-            return False, {"status": "degraded", "reason": f"redis unreachable: {self.last_error}",
+            return False, {"status": "degraded", "code": "redis_unreachable",
+                           "reason": f"redis unreachable: {self.last_error}",
                            "serving_from_snapshot": self.selections is not None, "version": self.version}
         if behind:
-            return False, {"status": "degraded", "version": current,
+            return False, {"status": "degraded", "code": "groups_behind", "version": current,
                            "reason": f"{behind} of {groups['count']} visitor groups do not serve version {current} "
                                      "(a publish failed half-way): load again"}
         missing = [q for q in (1, 2, 3, 4) if q not in self.quarters]
         if missing:
-            return False, {"status": "not_ready", "reason": f"quarters not loaded: {missing}",
+            return False, {"status": "not_ready", "code": "quarters_missing", "reason": f"quarters not loaded: {missing}",
                            "version": self.version}
-        return True, {"status": "ready", "version": self.version, "quarters": list(self.quarters)}
+        return True, {"status": "ready", "code": "ready", "version": self.version, "quarters": list(self.quarters)}
