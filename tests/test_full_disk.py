@@ -77,6 +77,25 @@ def test_a_full_disk_never_gets_a_load_called_published_and_freeing_it_recovers(
             shown = json.loads(shown_run.stdout)
             assert {b["banner_id"] for b in shown[0]["banners"]} == {100, 101}
             assert json.loads(banners("status", "--json", env=env).stdout)["version"] == before
+        if log_elsewhere:
+            # `serve` starts against a Redis that refuses writes, and answers degraded.
+            from tests.test_cli import BANNERS as SERVE
+            from tests.test_deploy import get, start_server
+            from banner_server.clients.embedded import free_port
+
+            port = free_port()
+            # Its own state folder elsewhere (the metrics and token files need a disk);
+            # the Redis is the full one.
+            serve_env = {**env, "BANNERS_STATE_DIR": str(tmp_path / "serve-state"),
+                         "BANNERS_REDIS_URL": (state / "redis.url").read_text().strip()}
+            server = start_server([*SERVE, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"], serve_env, port)
+            try:
+                status, _, body = get(port, "/campaigns/7", {"Accept": "application/json"})
+                assert status == 200 and json.loads(body)["banner_id"] in (100, 101)
+                status, _, body = get(port, "/readyz")
+                assert status == 503 and "MISCONF" not in body.decode()  # a reason code, no backend text
+            finally:
+                server.stop()
         filler.unlink()  # the disk has room again: Redis writes its file again by itself
         # The failed load's lock could not be released on the full disk: its 10 s lease
         # ends on its own (SPEC: seconds, not minutes), and Redis retries its file.

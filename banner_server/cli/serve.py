@@ -115,6 +115,16 @@ def serve(ctx: click.Context, **options):
         secret = load_secret(config.SECRET.get({**os.environ, **env}), state_dir)
     except SecretError as exc:
         fail(clean(str(exc)), EXIT_FAILED if exc.environment else EXIT_USAGE)
+    admin_token_file = None
+    if not config.ADMIN_TOKEN.get({**os.environ, **env}):
+        # Made now rather than by the first worker (before `serving on`, like every
+        # check that can fail), so the start can say where it is.
+        try:
+            load_admin_token(None, state_dir)
+        except OSError as exc:
+            fail(f"cannot make the operators' token in {clean(token_path(state_dir))}: {exc.strerror or exc} "
+                 "(or set BANNERS_ADMIN_TOKEN)")
+        admin_token_file = token_path(state_dir)
     url, client = connect(redis_url, state_dir)  # only once everything else is known to be right
     _check_fleet_secret(client, secret, options["rotate_secret"])
     _say_what_will_be_served(client, options["images"])
@@ -122,10 +132,8 @@ def serve(ctx: click.Context, **options):
     env[config.REDIS_URL.name] = url
     os.environ.update(env)
     click.echo(f"serving on {address} (Redis {safe_url(url)})", err=True)
-    if not config.ADMIN_TOKEN.get():
-        # Made now rather than by the first worker, so this line can say where it is.
-        load_admin_token(None, state_dir)
-        click.echo(f"operator pages (/dashboard, /metrics): the token is in {clean(token_path(state_dir))}", err=True)
+    if admin_token_file:
+        click.echo(f"operator pages (/dashboard, /metrics): the token is in {clean(admin_token_file)}", err=True)
     sys.stderr.flush()
     # The settings live in the package, so an installed wheel serves as a checkout does.
     conf = Path(banner_server.__file__).resolve().parent / "hosting" / "gunicorn_conf.py"
@@ -168,10 +176,21 @@ def _check_fleet_secret(client, secret: bytes, rotate: str | None, now=None) -> 
     record = {"fingerprint": mine, "host": host, "since": since}
     key = signing_key()
     try:
-        if client.hsetnx(key, "fingerprint", mine):
-            client.hset(key, mapping=record)
-            return
+        try:
+            if client.hsetnx(key, "fingerprint", mine):
+                client.hset(key, mapping=record)
+                return
+        except redis.ResponseError as exc:
+            # A Redis that refuses writes (a full disk: MISCONF; its memory cap: OOM)
+            # still serves what it holds: start degraded, as the workers do, and
+            # compare with what is recorded (a read works).
+            if not str(exc).startswith(("MISCONF", "OOM")):
+                raise
+            warn(f"Redis refuses writes ({str(exc).split(' ', 1)[0]}): this host's signing secret could not be "
+                 "recorded; serving what Redis holds")
         recorded = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+        if not recorded:
+            return
         if recorded.get("fingerprint") != mine and rotate and recorded.get("fingerprint") == rotate:
             client.hset(key, mapping=record)
             warn(f"the deployment's signing secret is now this host's (fingerprint {mine}, was {rotate}): click "

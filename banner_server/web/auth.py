@@ -56,8 +56,12 @@ def load_admin_token(env_value: str | None, state_dir) -> str:
     value = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: no half-written token left behind
+        raise
     try:
         os.link(tmp, path)
     except FileExistsError:
