@@ -434,3 +434,24 @@ def _config_pair(reply) -> tuple:
     if isinstance(reply, dict):
         return next(iter(reply.items()))
     return reply[0], reply[1]
+
+
+def test_readiness_probes_prune_the_fleets_old_events(real_redis):
+    """Load balancers ask /readyz every few seconds: retention runs there (one worker
+    per period, under the lease) even when nobody clicks."""
+    from tests.serving import STANDARD, Clock, make_client, publish_rows
+
+    publish_rows(real_redis, STANDARD)
+    events = EventStore(real_redis, KEYS)
+    old = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.timezone.utc)
+    store = events  # record a click 8 days ago: past --keep-events for its hour's counters
+    store.record_click(7, 100, int(old.timestamp()) - 5, old, token="t-old")
+    assert real_redis.zcard(KEYS.hours(0)) >= 1
+    clock = Clock()
+    client, _ = make_client(real_redis, clock, events=events, event_clock=clock, pinned=1)
+    calls = []
+    real = events.prune
+    events.prune = lambda now: calls.append(now) or real(now)
+    for _ in range(3):
+        assert client.simulate_get("/readyz").status_code == 200
+    assert len(calls) == 1  # once per period, whatever the probes

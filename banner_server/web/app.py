@@ -51,7 +51,9 @@ def create_app(settings: Settings, services: Services | None = None):
     app.add_route("/", IndexResource(store, quarter, services.admin))
     app.add_route("/healthz", HealthResource())
     # Operator pages: the admin credential first (auth.py); /readyz only for ?detail=1.
-    app.add_route("/readyz", ReadyResource(store, services.admin))
+    event_clock = (services.clock or (lambda: dt.datetime.fromtimestamp(services.now()).astimezone())
+                   if services.events is not None else None)
+    app.add_route("/readyz", ReadyResource(store, services.admin, services.events, event_clock))
     app.add_route("/metrics", MetricsResource(metrics, store, services.admin))
     dashboard = DashboardResource(services)
     app.add_route("/dashboard", dashboard)

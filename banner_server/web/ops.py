@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from time import perf_counter
 
+import logging
+
 import falcon
 
 from .auth import AdminAuth
@@ -21,6 +23,9 @@ from .store import SelectionStore
 ANSWERED_BY_APP = "banners.app"
 
 
+log = logging.getLogger("banner_server")
+
+
 class HealthResource:
     def on_get(self, req, resp):
         resp.media = {"status": "ok"}
@@ -28,9 +33,14 @@ class HealthResource:
 
 
 class ReadyResource:
-    def __init__(self, store: SelectionStore, admin: AdminAuth):
+    """Also the fleet's clock for retention: load balancers ask every few seconds, so
+    `events.maybe_prune` runs here (one worker of the fleet per period, under a lease)
+    even when nobody clicks."""
+
+    def __init__(self, store: SelectionStore, admin: AdminAuth, events=None, clock=None):
         self.store = store
         self.admin = admin
+        self.events, self.clock = events, clock
 
     def on_get(self, req, resp):
         detail = req.get_param_as_bool("detail", default=False)
@@ -43,6 +53,11 @@ class ReadyResource:
         if not ok:
             resp.status = falcon.HTTP_503
             resp.set_header("Retry-After", str(RETRY_AFTER))
+        elif self.events is not None and self.clock is not None:
+            try:
+                self.events.maybe_prune(self.clock())
+            except Exception:  # noqa: BLE001  retention must never fail a health check
+                log.warning("pruning old recorded events failed; the next period tries again", exc_info=True)
 
 
 class MetricsResource:

@@ -55,6 +55,17 @@ def failure_reason(exc: Exception) -> str:
     return "redis_unreachable"
 
 
+def _persistence_problem(info) -> str | None:
+    """What INFO persistence says failed (a snapshot or the append-only file), or None."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("rdb_last_bgsave_status", "ok") != "ok":
+        return "Redis could not write its last snapshot (a full disk?): a restart would lose recent data"
+    if info.get("aof_enabled") and info.get("aof_last_write_status", "ok") != "ok":
+        return "Redis could not write its append-only file (a full disk?)"
+    return None
+
+
 class Backoff:
     """After a failure, refuse for `every` seconds, then let one attempt through (and
     refuse again until it reports back)."""
@@ -420,4 +431,13 @@ class SelectionStore:
         if missing:
             return False, {"status": "not_ready", "code": "quarters_missing", "reason": f"quarters not loaded: {missing}",
                            "version": self.version}
-        return True, {"status": "ready", "code": "ready", "version": self.version, "quarters": list(self.quarters)}
+        info = {"status": "ready", "code": "ready", "version": self.version, "quarters": list(self.quarters)}
+        try:
+            unsaved = _persistence_problem(self.r.info("persistence"))
+        except (*REDIS_ERRORS, AttributeError, TypeError):
+            unsaved = None  # a Redis (or a test double) that does not say: nothing to report
+        if unsaved:
+            # Serving works (a failed snapshot no longer stops writes), so still ready for
+            # the load balancer; the code tells the operator what a restart would lose.
+            info.update(code="redis_save_failed", reason=unsaved)
+        return True, info
