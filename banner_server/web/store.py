@@ -91,7 +91,7 @@ class Backoff:
 
 class SelectionStore:
     """`client` (redis-py) reads snapshots and answers /readyz; `fast`, when given,
-    runs the per-request pick (see fastredis: a third of the CPU of redis-py)."""
+    runs the per-request pick (see clients/fast.py: a third of the CPU of redis-py)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, visitor_ttl: int = 86400,
                  retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None,
