@@ -50,7 +50,7 @@ class Services:
         keys = Keys(settings.key_prefix)
         store = SelectionStore(
             # One Redis, any node of a cluster, or a Sentinel set: told apart by the URL
-            # and by asking the node (topology.py).
+            # and by asking the node (clients/detect.py).
             connect_client(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
             keys,
             visitor_ttl=settings.visitor_ttl,
