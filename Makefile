@@ -41,7 +41,7 @@ run: install
 	$(BIN)/banners serve --bind "$(HOST):$(PORT)" --access-log - $(if $(IMAGES),--images "$(IMAGES)")
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=12
 
 # The property and fuzz tests with 20x their examples, fresh random ones each run.
 fuzz: install
