@@ -17,6 +17,7 @@ from ..layout.keys import Keys
 from ..clients.detect import connect_client, connect_fast
 from .images import ImageDir
 from .metrics import Metrics
+from .quality import Classifier
 from .store import SelectionStore
 from .tokens import ClickSigner, load_secret
 
@@ -30,7 +31,8 @@ class Services:
     """`quarter` gives the quarter of the hour to serve; `hour` (the local hour, see
     clock.hour_source) makes every banner answer an impression (None: none counted);
     `events` (None: no /click nor /conversions) records clicks and conversions at the
-    time `clock` tells; `now` stamps click URLs."""
+    time `clock` tells; `now` stamps click URLs.  `classifier` (web/quality.py; None:
+    every request is valid) tells invalid impressions and clicks apart."""
 
     store: SelectionStore
     quarter: Callable[[], int]
@@ -41,6 +43,7 @@ class Services:
     hour: Callable[[], str] | None = None
     events: EventStore | None = None
     clock: Callable[[], dt.datetime] | None = None
+    classifier: Classifier | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -54,6 +57,7 @@ class Services:
             retry_after=settings.redis_retry,
             fast=connect_fast(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
             keep_events=settings.keep_events,
+            frequency_cap=settings.frequency_cap,
         )
         store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
         clock = system_clock(settings.tz)
@@ -66,4 +70,6 @@ class Services:
             hour=hour_source(clock, tick=time.monotonic) if settings.record_impressions else None,
             events=EventStore(store.r, keys, keep_events=settings.keep_events),
             clock=clock,
+            # Built once per worker: its verdict cache per user-agent lives as long.
+            classifier=Classifier.from_settings(settings) if settings.classify else None,
         )
