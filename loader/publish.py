@@ -327,7 +327,9 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     pipe = r.pipeline(transaction=False)
     pipe.set(keys.selections(ver), json.dumps(records, separators=(",", ":")))
     campaigns = result.campaigns.rows() if result.campaigns is not None else []
-    pipe.set(keys.campaign_info(ver), json.dumps({str(c): [name, url] for c, name, url in campaigns}))
+    # [name, url], or [name, url, cap impressions, cap window seconds] with a frequency cap
+    pipe.set(keys.campaign_info(ver), json.dumps({str(c): [name, url, *((cap, window) if cap else ())]
+                                                  for c, name, url, cap, window in campaigns}))
     pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
     files = {
         f.sha256: json.dumps(
