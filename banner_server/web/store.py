@@ -215,6 +215,30 @@ class SelectionStore:
         campaigns.csv columns, else the default (BANNERS_FREQUENCY_CAP), else None."""
         return self.caps.get(campaign, self.frequency_cap)
 
+    def _pick_call(self, quarter: int, campaign: int, visitor: str, group: int, carried: str | None,
+                   hour: str | None, invalid: str | None, version: str) -> tuple[list[str], list]:
+        """(KEYS, ARGV) of pick.lua for this request and version (see its header)."""
+        keys = self.keys
+        visitor_key = keys.visitor(visitor, group)
+        cap = self.caps.get(campaign, self.frequency_cap) if (self.caps or self.frequency_cap) else None
+        head = [keys.group_currents[group], keys.selection_set(version, quarter, campaign, group)]
+        if hour:
+            args = [version, self.ttl, carried or "", campaign, *self._hour_args(hour)]
+            tail = [visitor_key, keys.invalid_impressions(hour, quarter, group, campaign) if invalid
+                    else keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
+        elif cap or invalid:
+            args = [version, self.ttl, carried or "", campaign, "", ""]
+            tail = [visitor_key, visitor_key, visitor_key]  # KEYS[4..5] only hold KEYS[6]'s place
+        else:
+            args = [version, self.ttl, carried or "", campaign]
+            tail = [visitor_key]
+        if cap:
+            args += [str(cap[0]), invalid or "", str(cap[1])]
+            tail.append(keys.frequency(visitor, group, campaign, cap[1], self.now()))
+        elif invalid:
+            args += ["", invalid]
+        return head + tail, args
+
     def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None,
              hour: str | None = None, invalid: str | None = None) -> Pick:
         """One banner for `visitor`; `carried` is the last banner its cookie carries,
@@ -227,36 +251,17 @@ class SelectionStore:
         if self._redis_backoff.ready():
             keys = self.keys
             group = keys.group_of(visitor)
-            visitor_key = keys.visitor(visitor, group)
-            cap = self.caps.get(campaign, self.frequency_cap) if (self.caps or self.frequency_cap) else None
-            if hour:
-                args = [self.version or "", self.ttl, carried or "", campaign, *self._hour_args(hour)]
-                tail = [visitor_key, keys.invalid_impressions(hour, quarter, group, campaign) if invalid
-                        else keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
-            elif cap or invalid:
-                args = [self.version or "", self.ttl, carried or "", campaign, "", ""]
-                tail = [visitor_key, visitor_key, visitor_key]  # KEYS[4..5] only hold KEYS[6]'s place
-            else:
-                args = [self.version or "", self.ttl, carried or "", campaign]
-                tail = [visitor_key]
-            if cap:
-                args += [str(cap[0]), invalid or "", str(cap[1])]
-                tail.append(keys.frequency(visitor, group, campaign, cap[1], self.now()))
-            elif invalid:
-                args += ["", invalid]
             try:
-                reply = self._pick(keys=[keys.group_currents[group],
-                                         keys.selection_set(args[0], quarter, campaign, group), *tail], args=args)
+                reply = self._pick(*self._pick_call(quarter, campaign, visitor, group, carried, hour, invalid,
+                                                    self.version or ""))
                 if len(reply) == 1:
                     # Another version is current in this group (a load, a rollback): ask
-                    # again with its keys, and take its snapshot.
+                    # again with its keys, and take its snapshot (its caps too).
                     version = reply[0].decode()
                     if self._follow_backoff.ready():
                         self._follow(version)
-                    args[0] = version
-                    reply = self._pick(keys=[keys.group_currents[group],
-                                             keys.selection_set(version, quarter, campaign, group), *tail],
-                                       args=args)
+                    reply = self._pick(*self._pick_call(quarter, campaign, visitor, group, carried, hour, invalid,
+                                                        version))
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 reason = failure_reason(exc)
