@@ -78,7 +78,8 @@ class Draw:
             self.metrics.degraded_answer(pick.degraded)
         banner = pick.banner_id
         self.metrics.banner_served(quarter, campaign, banner)
-        self.metrics.impression(reason)
+        if reason is not None:  # the valid ones are the served ones less these (/metrics)
+            self.metrics.impression(reason)
         if not cookie:
             resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner),
                             max_age=visitors.COOKIE_MAX_AGE, path="/", secure=self.cookie_secure, http_only=True,

@@ -127,7 +127,8 @@ class Metrics:
             self.counters.values[slot] += 1.0
 
     def impression(self, reason: str | None) -> None:
-        """A banner answer: a valid impression (reason None) or an invalid one by reason."""
+        """An invalid impression by reason (the request path counts only these: the
+        valid ones are the banners served less them, one counter less a request)."""
         slot = self._quality.get(("imp", reason))
         if slot is None:
             slot = self._quality["imp", reason] = self.counters.slot(f"imp{SEP}{reason or 'valid'}")
@@ -198,6 +199,8 @@ class Metrics:
         out += ["# HELP banners_degraded_answers_total Answers given without Redis, by reason.",
                 "# TYPE banners_degraded_answers_total counter"]
         out += [f'banners_degraded_answers_total{{reason="{k}"}} {n:.0f}' for k, n in sorted(degraded.items())]
+        quality["imp"]["valid"] = (sum(served.values()) - sum(v for k, v in quality["imp"].items() if k != "valid")
+                                   + quality["imp"].get("valid", 0.0))
         for kind, metric, what in (("imp", "banners_impressions_total", "Banner answers"),
                                    ("click", "banners_clicks_total", "Clicks")):
             out += [f"# HELP {metric} {what} by traffic quality: valid, or invalid by reason.",

@@ -33,12 +33,27 @@
 local ver = redis.call('GET', KEYS[1])
 if not ver then return {} end
 if ver ~= ARGV[1] then return {ver} end
-local cap = tonumber(ARGV[7] or '')
-if cap and KEYS[6] and (tonumber(redis.call('GET', KEYS[6])) or 0) >= cap then
+local reason = ARGV[8] or ''
+local cap = KEYS[6] and tonumber(ARGV[7] or '')
+-- A valid impression is counted first (one call on the common path, not GET then
+-- INCR) and taken back when it is over the cap or nothing is drawn.
+local counted = false
+if cap and reason == '' then
+  local n = redis.call('INCR', KEYS[6])
+  if n > cap then
+    redis.call('DECR', KEYS[6])
+    return {ver, 'capped'}
+  end
+  if n == 1 then redis.call('EXPIRE', KEYS[6], ARGV[9]) end
+  counted = true
+elseif cap and (tonumber(redis.call('GET', KEYS[6])) or 0) >= cap then
   return {ver, 'capped'}
 end
 local pick = redis.call('SRANDMEMBER', KEYS[2])
-if not pick then return {ver, ''} end
+if not pick then
+  if counted then redis.call('DECR', KEYS[6]) end
+  return {ver, ''}
+end
 local last = redis.call('GET', KEYS[3]) or ARGV[3]
 if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
   for i = 1, 32 do
@@ -52,7 +67,6 @@ if pick == last and redis.call('SCARD', KEYS[2]) > 1 then
   end
 end
 redis.call('SET', KEYS[3], pick, 'EX', ARGV[2])
-local reason = ARGV[8] or ''
 -- one counter per campaign and banner (memory follows them, not the traffic), no TTL
 -- (never evicted); its hour is entered in the registry when a field is created, where
 -- EventStore.prune finds it (the same one extra call the EXPIRE it replaces cost).
@@ -63,8 +77,5 @@ if KEYS[4] and (ARGV[6] or '') ~= '' then
   if redis.call('HINCRBY', KEYS[4], fld, 1) == 1 then
     redis.call('ZADD', KEYS[5], 'LT', ARGV[5], ARGV[6])
   end
-end
-if cap and KEYS[6] and reason == '' and redis.call('INCR', KEYS[6]) == 1 then
-  redis.call('EXPIRE', KEYS[6], ARGV[9])
 end
 return {ver, pick}
