@@ -95,6 +95,7 @@ class SelectionStore:
         self.frequency_cap = frequency_cap
         self.now = now
         self.caps: dict[int, tuple[int, int]] = {}  # campaign -> (impressions, window) from campaigns.csv
+        self._cap_specs: dict[tuple[int, int], str] = {}
         self.keep_events = keep_events  # retention is EventStore.prune's: counters have no TTL
         self._hour_ends: dict[str, tuple[str, str]] = {}
         self.keys = keys
@@ -233,8 +234,14 @@ class SelectionStore:
             args = [version, self.ttl, carried or "", campaign]
             tail = [visitor_key]
         if cap:
-            args += [str(cap[0]), invalid or "", str(cap[1])]
+            # "N:W" made once per cap (the fast client packs each argument: one, not two)
+            spec = self._cap_specs.get(cap)
+            if spec is None:
+                spec = self._cap_specs[cap] = f"{cap[0]}:{cap[1]}"
+            args.append(spec)
             tail.append(keys.frequency(visitor, group, campaign, cap[1], self.now()))
+            if invalid:
+                args.append(invalid)
         elif invalid:
             args += ["", invalid]
         return head + tail, args

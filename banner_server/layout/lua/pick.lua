@@ -13,10 +13,9 @@
 -- ARGV[4] = the campaign
 -- ARGV[5] = the hour's end (unix time; an upper bound when the caller only knows its name)
 -- ARGV[6] = the hour ('' or absent: nothing counted)
--- ARGV[7] = the cap: impressions a visitor may have of the campaign in the window ('' or
---           absent: no cap)
--- ARGV[8] = why the impression is invalid (web/quality.py), '' for a valid one
--- ARGV[9] = with ARGV[7]: the window in seconds (KEYS[6]'s TTL)
+-- ARGV[7] = the cap, "N:W": N impressions a visitor may have of the campaign in the
+--           window of W seconds (KEYS[6]'s TTL); '' or absent: no cap
+-- ARGV[8] = why the impression is invalid (web/quality.py); '' or absent: valid
 --
 -- One round trip to one node: check the group's `current` is the version the worker
 -- built its keys for, draw a banner of the campaign's selection with SRANDMEMBER that
@@ -26,7 +25,7 @@
 -- mixes two loads.  Another version current: the reply names it and the worker asks
 -- again with its keys (once per version and worker).
 --
--- A capped visitor (KEYS[6] at ARGV[7]) gets {ver, 'capped'}: nothing drawn, counted
+-- A capped visitor (KEYS[6] at N) gets {ver, 'capped'}: nothing drawn, counted
 -- or remembered.  The cap counts valid impressions only (a bot's or a prefetch's do
 -- not use up the visitor's), and the check and the count are one atomic step with the
 -- draw, so concurrent requests of one visitor on any hosts never pass the cap.
@@ -34,7 +33,11 @@ local ver = redis.call('GET', KEYS[1])
 if not ver then return {} end
 if ver ~= ARGV[1] then return {ver} end
 local reason = ARGV[8] or ''
-local cap = KEYS[6] and tonumber(ARGV[7] or '')
+local cap, window
+if KEYS[6] then
+  cap, window = string.match(ARGV[7], '^(%d+):(%d+)$')
+  cap = tonumber(cap)
+end
 -- A valid impression is counted first (one call on the common path, not GET then
 -- INCR) and taken back when it is over the cap or nothing is drawn.
 local counted = false
@@ -44,7 +47,7 @@ if cap and reason == '' then
     redis.call('DECR', KEYS[6])
     return {ver, 'capped'}
   end
-  if n == 1 then redis.call('EXPIRE', KEYS[6], ARGV[9]) end
+  if n == 1 then redis.call('EXPIRE', KEYS[6], window) end
   counted = true
 elseif cap and (tonumber(redis.call('GET', KEYS[6])) or 0) >= cap then
   return {ver, 'capped'}
