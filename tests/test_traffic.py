@@ -345,3 +345,42 @@ def test_caps_and_no_repeat_hold_for_one_visitor_on_two_server_processes(redis_p
     finally:
         for host in hosts:
             host.stop()
+
+
+def test_a_head_of_a_click_url_records_nothing_and_counts_as_head(real_redis):
+    published(real_redis)
+    clock = Clock()
+    client, _, events, _ = serve(real_redis, clock)
+    url = shown(client)["click_url"]
+    clock.advance(5)
+    assert client.simulate_head(url, headers={"User-Agent": BROWSER}).status_code == 302
+    assert not events.read_hour(HOUR).clicks and not events.read_hour(HOUR).invalid_clicks
+    assert metric_lines(client, "banners_clicks_total") == {
+        'banners_clicks_total{quality="invalid",reason="head"}': 1.0}
+
+
+@pytest.mark.slow
+def test_caps_invalid_counts_and_click_rates_are_one_slot_calls_on_a_cluster(redis_cluster):
+    """Every key of the pick (cap counter, invalid counter) and of the click (record,
+    token index, rate counter) in the visitor's group slot: the production clients
+    with slot checks would raise on a call across two slots."""
+    from banner_server.clients.detect import connect_client, connect_fast
+
+    r = connect_client(redis_cluster.url, 1.0)
+    published(r)
+    fast = connect_fast(redis_cluster.url, 1.0, 1.0, check_slots=True)
+    clock = Clock()
+    client, store, events, _ = serve(r, clock, cap=(2, 3600), fast=fast)
+    for i in range(12):  # visitors of several groups
+        visitor = f"{i:022d}"
+        shown(client, visitor)
+        shown(client, visitor, GOOGLEBOT)  # invalid: checked, not counted against the cap
+        url = shown(client, visitor)["click_url"]
+        assert client.simulate_get("/campaigns/7", headers={**JSON, "User-Agent": BROWSER,
+                                                           "Cookie": f"visitor_id={visitor}"}).status_code == 204
+        clock.advance(2)
+        click(client, url, visitor)
+    assert store.keys.groups == 16 and not store.degraded
+    recorded = events.read_hour(HOUR)
+    assert sum(n for _, _, n in recorded.impressions[1]) == 24 and len(recorded.clicks[1]) == 12
+    assert sum(n for *_, n in recorded.invalid_impressions[1]) == 12
