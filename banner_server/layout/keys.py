@@ -31,7 +31,8 @@ across two versions.
     {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}{t}:v:{ver}:selections       string: JSON of `banners show --json` (worker snapshots,
                                     `show`, and the list of the version's keys for cleanup)
-    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv)
+    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv), or
+                                    [name, landing_url, cap_impressions, cap_window] with a cap
     {p}{t}:v:{ver}:q:{q}:c:{c}:z    sorted set: banner id -> revenue (the scores kept)
     {p}{g}:current                  string: the version group g serves
     {p}{g}:v:{ver}:q:{q}:c:{c}      set: the selection's banner ids, group g's copy (SRANDMEMBER)
