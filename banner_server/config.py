@@ -341,16 +341,52 @@ def _substrings(text: str) -> tuple:
 
 CLASSIFY = _var("BANNERS_CLASSIFY", _bool, "true",
                 "classify traffic: bots, prefetch, `HEAD`, clicks without an impression, too fast or too many "
-                "are answered but counted apart (`false`: every request counts)")
+                "are answered but counted apart (`false`: every request counts)", setting="classify")
 BOT_USER_AGENTS = _var("BANNERS_BOT_USER_AGENTS", _substrings, None,
                        "your own user-agent substrings to count apart (`operator_ua`), separated by commas, "
-                       "any case")
+                       "any case", setting="bot_user_agents", unset=())
 BOT_NETWORKS = _var("BANNERS_BOT_NETWORKS", _networks, None,
-                    "your own networks to count apart (`operator_network`), separated by commas or spaces")
+                    "your own networks to count apart (`operator_network`), separated by commas or spaces",
+                    setting="bot_networks", unset=())
 MIN_CLICK_DELAY = _var("BANNERS_MIN_CLICK_DELAY", _seconds_or_zero, "1",
-                       "seconds a click must come after its impression (sooner: `too_fast`; 0: no minimum)")
+                       "seconds a click must come after its impression (sooner: `too_fast`; 0: no minimum)",
+                       setting="min_click_delay")
 MAX_CLICKS_PER_MINUTE = _var("BANNERS_MAX_CLICKS_PER_MINUTE", _int(0), "10",
-                             "clicks a visitor may make in a clock minute (more: `click_rate`; 0: no cap)")
+                             "clicks a visitor may make in a clock minute (more: `click_rate`; 0: no cap)",
+                             setting="max_clicks_per_minute")
+
+
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_CAP_WINDOW = 366 * 86400  # a cap counter is anonymous state with this TTL at most
+
+
+def cap_window(text: str) -> int:
+    """A frequency cap's window: seconds (`3600`) or a number and a unit (`90m`, `1h`,
+    `1d`); 1 second to a year.  ValueError otherwise."""
+    text = text.strip().lower()
+    unit = _WINDOW_UNITS.get(text[-1:]) if text else None
+    digits = text[:-1] if unit else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
+        raise ValueError(f"is not a window like 3600, 90m, 1h or 1d: {text[:20]!r}")
+    seconds = int(digits) * (unit or 1)
+    if not 1 <= seconds <= MAX_CAP_WINDOW:
+        raise ValueError(f"must be 1 second to 366 days, not {seconds} s")
+    return seconds
+
+
+def frequency_cap(text: str) -> tuple[int, int]:
+    """`N/WINDOW`: at most N impressions per visitor and campaign per window
+    (`3/3600`, `3/1h`, `10/1d`)."""
+    count, sep, window = text.strip().partition("/")
+    if not sep or not count.strip().isascii() or not count.strip().isdigit() or not 1 <= int(count) <= 10**9:
+        raise ValueError("is not a cap like 3/3600, 3/1h or 10/1d (impressions/window, impressions at least 1)")
+    return int(count), cap_window(window)
+
+
+FREQUENCY_CAP = _var("BANNERS_FREQUENCY_CAP", frequency_cap, None,
+                     "default frequency cap of a campaign that sets none in `campaigns.csv`: `N/WINDOW`, at most "
+                     "N banners of the campaign per visitor per window (`3/3600`, `3/1h`, `10/1d`); unset: none",
+                     setting="frequency_cap")
 
 
 def _campaign_tokens(text: str) -> tuple:

@@ -23,7 +23,9 @@ end
 
 function request()
   local c = math.random(1, campaigns)
-  local headers = {["Accept"] = "application/json", ["Cookie"] = cookies[math.random(1, #cookies)]}
+  -- a browser's User-Agent: traffic quality classifies it (valid), as it would a visitor's
+  local headers = {["Accept"] = "application/json", ["Cookie"] = cookies[math.random(1, #cookies)],
+                   ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"}
   return wrk.format("GET", "/campaigns/" .. c, headers)
 end
 

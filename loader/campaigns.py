@@ -1,6 +1,9 @@
-"""campaigns.csv: a campaign's name and landing page (SPEC §7).
+"""campaigns.csv: a campaign's name and landing page (SPEC §7), and its frequency cap.
 
-`campaign_id,name,landing_url`, in any folder (a quarter folder or none).  Rows are
+`campaign_id,name,landing_url`, in any folder (a quarter folder or none), with
+optionally `cap_impressions,cap_window`: at most that many banners of the campaign per
+visitor per window (seconds, or `90m`, `1h`, `1d`; both or neither; empty: the
+default, BANNERS_FREQUENCY_CAP).  Rows are
 checked like the data's: an id 0..2^63-1, a landing page that is an absolute http://
 or https:// URL (anything else could send a click to a `javascript:` URL or nowhere),
 a name of at most 200 characters; a bad row is rejected as `invalid` with its line.
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from . import rejects
+from banner_server.config import cap_window
 from banner_server.ids import MAX_ID, parse_id
 
 from .files import SourceFile
@@ -34,13 +38,31 @@ MAX_NAME = 200
 MAX_URL = 2048
 BATCH = 1 << 16  # rows turned into a polars frame at a time
 SCHEMA = {"campaign_id": pl.Int64, "name": pl.String, "landing_url": pl.String,
-          "file_idx": pl.UInt32, "line": pl.UInt32}
+          "cap_impressions": pl.Int64, "cap_window": pl.Int64, "file_idx": pl.UInt32, "line": pl.UInt32}
+COLUMNS = ("campaign_id", "name", "landing_url", "cap_impressions", "cap_window")
+MAX_CAP = 10**9
 
 
-def _problem(row: list[str]) -> str | None:
-    if len(row) != 3:
-        return f"expected 3 fields, got {len(row)}"
-    campaign, name, url = (v.strip() for v in row)
+def _cap(row: list[str]) -> tuple[int | None, int | None] | str:
+    """(impressions, window seconds) of a row's cap columns, (None, None) when empty;
+    the problem's text when they are wrong."""
+    count, window = (row[3].strip(), row[4].strip()) if len(row) == 5 else ("", "")
+    if not count and not window:
+        return None, None
+    if not count or not window:
+        return "cap_impressions and cap_window go together: give both or neither"
+    if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= MAX_CAP:
+        return f"cap_impressions is not a whole number from 1 to {MAX_CAP}: {count[:20]!r}"
+    try:
+        return int(count), cap_window(window)
+    except ValueError as exc:
+        return f"cap_window {exc}"
+
+
+def _problem(row: list[str], fields: int = 3) -> str | None:
+    if len(row) != fields:
+        return f"expected {fields} fields, got {len(row)}"
+    campaign, name, url = (v.strip() for v in row[:3])
     if parse_id(campaign) is None:
         return f"campaign_id is not an integer from 0 to {MAX_ID}: {campaign[:40]!r}"
     # Format characters (Unicode Cf: bidi overrides, zero-width ones) hide or reorder
@@ -66,7 +88,8 @@ def _problem(row: list[str]) -> str | None:
 
 def parse_campaigns(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(valid rows, the logged invalid rows, how many were invalid) of one file's body."""
-    order = [src.header.index(c) for c in ("campaign_id", "name", "landing_url")]
+    fields = len(src.header)  # 3, or 5 with the cap columns
+    order = [src.header.index(c) for c in COLUMNS[:fields]]
     good: list[tuple] = []
     frames: list[pl.DataFrame] = []
     bad: list[tuple[int, str]] = []
@@ -93,16 +116,19 @@ def parse_campaigns(src: SourceFile, body: bytes, file_idx: int) -> tuple[pl.Dat
         if not any(v.strip() for v in row):
             continue
         rows += 1
-        if len(row) == 3:
+        if len(row) == fields:
             row = [row[i] for i in order]  # the header's column order is free
-        problem = _problem(row)
+        problem = _problem(row, fields)
+        cap = _cap(row) if problem is None else None
+        if isinstance(cap, str):
+            problem = cap
         if problem:
             n_bad += 1
             if len(bad) < rejects.LOGGED:
                 bad.append((line, problem))
             continue
-        campaign, name, url = (v.strip() for v in row)
-        good.append((int(campaign), name or None, url or None, file_idx, line))
+        campaign, name, url = (v.strip() for v in row[:3])
+        good.append((int(campaign), name or None, url or None, *cap, file_idx, line))
         if len(good) >= BATCH:
             frames.append(pl.DataFrame(good, schema=SCHEMA, orient="row"))
             good = []
@@ -128,4 +154,4 @@ def with_data(campaigns: pl.DataFrame, ids: pl.Series) -> tuple[pl.DataFrame, in
 def latest(rows: pl.DataFrame) -> pl.DataFrame:
     """The last valid row per campaign (files in sorted order, then lines)."""
     return (rows.lazy().sort("file_idx", "line").group_by("campaign_id").last()
-            .select("campaign_id", "name", "landing_url").sort("campaign_id").collect())
+            .select(*COLUMNS).sort("campaign_id").collect())

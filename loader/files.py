@@ -17,7 +17,10 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 # Optional: a campaign's name and landing page (SPEC §7); in any folder, quarter or not.
 CAMPAIGN_COLUMNS = ("campaign_id", "name", "landing_url")
-_BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()} | {frozenset(CAMPAIGN_COLUMNS): "campaigns"}
+# ... and optionally its frequency cap (README: Frequency caps)
+CAP_COLUMNS = ("cap_impressions", "cap_window")
+_BY_COLUMNS = {frozenset(cols): kind for kind, cols in KINDS.items()} | {
+    frozenset(CAMPAIGN_COLUMNS): "campaigns", frozenset(CAMPAIGN_COLUMNS + CAP_COLUMNS): "campaigns"}
 _SUFFIX = re.compile(r"_([1-4])\.csv$", re.IGNORECASE)
 _BLANK = re.compile(rb"\s*")
 BOM = b"\xef\xbb\xbf"

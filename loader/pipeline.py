@@ -28,7 +28,7 @@ class LoadResult:
     rejects: pl.DataFrame
     summary: pl.DataFrame  # quarter, kind, files, rows, accepted, one column per reason
     accepted_rows: int
-    # campaign_id, name, landing_url: the campaigns.csv rows that won, of the campaigns
+    # campaign_id, name, landing_url, cap_impressions, cap_window: the campaigns.csv rows that won, of the campaigns
     # the loaded data has (may be empty)
     campaigns: pl.DataFrame | None = None
     # Valid campaigns.csv campaigns left out because no impression or accepted click

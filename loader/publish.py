@@ -329,10 +329,13 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     campaigns = result.campaigns.rows() if result.campaigns is not None else []
     # A hash, one field per campaign: a worker reads it whole when small (catalog.
     # CAMPAIGNS_PREFETCH) and else one field at a time, cached; one 180 MB string of a
-    # 1.5 M-row campaigns.csv fetched by every worker was an outage.
+    # 1.5 M-row campaigns.csv fetched by every worker was an outage.  A value is
+    # [name, url], or [name, url, cap impressions, cap window seconds] with a frequency cap.
     for i in range(0, len(campaigns), 5000):
         pipe.hset(keys.campaign_info(ver), mapping={
-            str(c): json.dumps([name, url], separators=(",", ":")) for c, name, url in campaigns[i:i + 5000]})
+            str(row[0]): json.dumps([*row[1:3], *(row[3:5] if len(row) >= 5 and row[3] else ())],
+                                    separators=(",", ":"))
+            for row in campaigns[i:i + 5000]})
         pipe.execute()
     pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
     files = {

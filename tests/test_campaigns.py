@@ -31,7 +31,7 @@ def folder(tmp_path, campaigns=CAMPAIGNS, extra=None):
 def test_rows_are_checked_and_the_last_valid_one_wins(tmp_path):
     res = compute(folder(tmp_path, extra={"zz/campaigns.csv": "landing_url,campaign_id,name\n"
                                                               "http://two.example/new,2,New name\n"}), seed=1)
-    got = {c: (n, u) for c, n, u in res.campaigns.rows()}
+    got = {c: (n, u) for c, n, u, *_ in res.campaigns.rows()}
     assert got == {1: ("Shoes, red", "https://shop.example/shoes?ref=banner"),
                    2: ("New name", "http://two.example/new")}
     bad = res.rejects.filter(res.rejects["file"] == "campaigns.csv")

@@ -58,7 +58,9 @@ def server(redis_proc, real_redis, tmp_path):
     publish_base(real_redis, tmp_path)
     port = free_port()
     env = {**os.environ, "BANNERS_STATE_DIR": str(tmp_path / "state"), "BANNERS_REDIS_TIMEOUT": "0.5",
-           "BANNERS_POSTBACK_TOKEN": TOKEN, "BANNERS_TZ": "UTC"}
+           "BANNERS_POSTBACK_TOKEN": TOKEN, "BANNERS_TZ": "UTC",
+           # traffic quality on (the default), but the loop clicks right after each impression
+           "BANNERS_MIN_CLICK_DELAY": "0"}
     # A relative offset (libfaketime's "start at" mode breaks gunicorn's sleeps): the
     # server's clock reads 2026-11-28 10:05:00 UTC when it starts.
     offset = int(dt.datetime(2026, 11, 28, 10, 5, tzinfo=dt.timezone.utc).timestamp() - time.time())
@@ -79,6 +81,9 @@ def server(redis_proc, real_redis, tmp_path):
     yield port
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(15)
+
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
 
 
 def request(port, method, path, headers=None, body=None):
@@ -103,15 +108,16 @@ def test_serve_click_convert_export_load(server, real_redis, tmp_path, monkeypat
     for i in range(240):
         campaign = (7, 9)[i % 2]
         status, _, body = request(port, "GET", f"/campaigns/{campaign}?format=json",
-                                  {"Cookie": f"visitor_id={i % 40:022d}"})
+                                  {"Cookie": f"visitor_id={i % 40:022d}", "User-Agent": BROWSER})
         assert status == 200
         answer = json.loads(body)
         assert answer["name"] == {7: "Seven", 9: "Nine"}[campaign]
         impressions[campaign, answer["banner_id"]] += 1
         if i % 5 == 0:
-            click_urls.append((campaign, answer["banner_id"], answer["click_url"]))
-    for campaign, banner, url in click_urls:
-        status, headers, _ = request(port, "GET", url)
+            click_urls.append((campaign, answer["banner_id"], answer["click_url"], i % 40))
+    for campaign, banner, url, visitor in click_urls:
+        # the visitor it was shown to (valid traffic: a browser, its own click URL)
+        status, headers, _ = request(port, "GET", url, {"Cookie": f"visitor_id={visitor:022d}", "User-Agent": BROWSER})
         assert status == 302
         location = urlsplit(headers["Location"])
         assert headers["Location"].startswith(LANDING[campaign].split("?")[0])

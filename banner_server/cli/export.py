@@ -27,6 +27,35 @@ def _clock(tz: str | None):
     return system_clock(tz)
 
 
+def invalid_files(hour: str, recorded) -> dict[str, bytes]:
+    """The invalid events of an hour (web/quality.py) in the export's layout with a
+    `reason` column last, same file names: for audit, never for `banners load`."""
+    import polars as pl
+
+    def csv(rows, schema, sort) -> bytes:
+        return pl.DataFrame(rows, orient="row", schema=schema).sort(sort).write_csv(line_terminator="\n").encode()
+
+    out: dict[str, bytes] = {}
+    quarters = set(recorded.invalid_impressions) | set(recorded.invalid_clicks) | set(recorded.invalid_conversions)
+    for q in sorted(quarters):
+        imps = [(b, c, r) for c, b, r, n in recorded.invalid_impressions.get(q, ()) for _ in range(n)]
+        if imps:
+            out[f"{q}/impressions_{hour}.csv"] = csv(
+                imps, {"banner_id": pl.Int64, "campaign_id": pl.Int64, "reason": pl.String},
+                ["campaign_id", "banner_id", "reason"])
+        if recorded.invalid_clicks.get(q):
+            out[f"{q}/clicks_{hour}.csv"] = csv(
+                recorded.invalid_clicks[q],
+                {"click_id": pl.Int64, "banner_id": pl.Int64, "campaign_id": pl.Int64, "reason": pl.String},
+                ["click_id"])
+        if recorded.invalid_conversions.get(q):
+            out[f"{q}/conversions_{hour}.csv"] = csv(
+                recorded.invalid_conversions[q],
+                {"conversion_id": pl.Int64, "click_id": pl.Int64, "revenue": pl.String, "reason": pl.String},
+                ["conversion_id"])
+    return out
+
+
 def _parse_hour(text: str) -> dt.datetime:
     try:
         if len(text) != 13:
@@ -43,11 +72,17 @@ def _parse_hour(text: str) -> dt.datetime:
 @click.option("--running-hour-partial", "running", is_flag=True,
               help="Allow --hour to name the hour still being recorded: its files hold only what was "
                    "recorded so far (export it again once it is over).")
+@click.option("--invalid", "invalid_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the hour's invalid traffic (bots, prefetch, HEAD, replays...) here, same file "
+                   "names with a `reason` column, for audit (never load it).")
 @setting_option("--tz", config.TZ, metavar="ZONE",
                 help="Only for messages: the hours are the servers' own, whatever this zone.")
 @redis_options
-def export(out_dir, hour, running, tz, redis_url, state_dir):
+def export(out_dir, hour, running, invalid_dir, tz, redis_url, state_dir):
     """Write an hour of recorded events as input files: OUT_DIR/{1,2,3,4}/.
+
+    Valid events only: invalid traffic (README: Traffic quality) never reaches the
+    next selection; --invalid DIR writes it apart, each row with its reason.
 
     For each quarter of the hour, impressions_<hour>.csv (one row per impression),
     clicks_<hour>.csv and conversions_<hour>.csv, in the layout `banners load`
@@ -108,6 +143,7 @@ def export(out_dir, hour, running, tz, redis_url, state_dir):
         return
     try:
         written = write_files(out_dir, hour_files(hour, recorded.impressions, recorded.clicks, recorded.conversions))
+        audit = write_files(invalid_dir, invalid_files(hour, recorded)) if invalid_dir is not None else []
     except OSError as exc:
         fail(f"cannot write the files under {clean(out_dir)}: {exc.strerror or exc}")
     for q, (imps, clicks, convs) in recorded.counts().items():
@@ -121,4 +157,12 @@ def export(out_dir, hour, running, tz, redis_url, state_dir):
              "(--running-hour-partial); export it again once it is over")
     elif end is not None and end + kept < now.timestamp():
         warn(f"hour {hour} ended more than --keep-events ago: its impressions may be pruned already")
+    invalid = (sum(n for rows in recorded.invalid_impressions.values() for *_, n in rows),
+               sum(map(len, recorded.invalid_clicks.values())))
+    if any(invalid):
+        click.echo(f"left out as invalid traffic: {plural(invalid[0], 'impression')}, {plural(invalid[1], 'click')}"
+                   + (f" (written under {clean(invalid_dir)})" if invalid_dir is not None else " (--invalid DIR "
+                      "writes them)"))
     click.echo(f"wrote {plural(len(written), 'file')} for hour {hour} under {clean(out_dir)}")
+    if invalid_dir is not None:
+        click.echo(f"wrote {plural(len(audit), 'file')} of invalid traffic under {clean(invalid_dir)}")

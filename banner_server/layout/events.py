@@ -59,6 +59,7 @@ ID_RANDOM_BITS = 20
 _ID_LOW = (1 << ID_RANDOM_BITS) - 1
 _ID_DRAWS = 8  # an id taken already (same ms, same random bits) is drawn again, so often at most
 OTHER_VISITOR = "o"  # a click record's flag: clicked by another visitor than the banner was shown to
+CLICK_RATE_TTL = 120  # the click-rate counter of a minute outlives it (web/quality.py's CLICK_RATE_TTL)
 
 
 def new_click_id(ms: int, group: int, groups: int, rng: random.Random) -> int:
@@ -93,17 +94,21 @@ class Click:
     served_at: int
     clicked_at: int
     other_visitor: bool = False
+    reason: str | None = None  # why the click is invalid (web/quality.py), None: valid
 
 
 class RecordedClick(int):
-    """A click's id (an int), and whether its token was clicked before (`replayed`:
-    this is the id it got then, nothing new was recorded)."""
+    """A click's id (an int), whether its token was clicked before (`replayed`: this is
+    the id it got then, nothing new was recorded) and why it is invalid (`reason`,
+    None for a valid click)."""
 
     replayed: bool
+    reason: str | None
 
-    def __new__(cls, click_id: int, replayed: bool = False):
+    def __new__(cls, click_id: int, replayed: bool = False, reason: str | None = None):
         self = super().__new__(cls, click_id)
         self.replayed = replayed
+        self.reason = reason
         return self
 
     @property
@@ -129,9 +134,21 @@ class HourEvents:
     clicks: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)
     conversions: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
     unreadable: int = 0
+    # The invalid ones (web/quality.py), each with its reason, never in the lists above:
+    # impressions (campaign, banner, reason, count), clicks (click_id, banner, campaign,
+    # reason; a replay writes no record, it is only counted: invalid_counts), and the
+    # conversions of invalid clicks (conversion_id, click_id, revenue, the click's reason).
+    invalid_impressions: dict[int, list[tuple[int, int, str, int]]] = field(default_factory=dict)
+    invalid_clicks: dict[int, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+    invalid_conversions: dict[int, list[tuple[int, int, str, str]]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
+        return not (self.impressions or self.clicks or self.conversions or self.invalid_impressions
+                    or self.invalid_clicks or self.invalid_conversions)
+
+    @property
+    def valid_empty(self) -> bool:
         return not (self.impressions or self.clicks or self.conversions)
 
     def counts(self) -> dict[int, tuple[int, int, int]]:
@@ -174,15 +191,28 @@ class EventStore:
 
     # -- recording -----------------------------------------------------------------
     def record_click(self, campaign: int, banner: int, served_at: int, now: dt.datetime,
-                     token: str | None = None, other_visitor: bool = False) -> RecordedClick:
+                     token: str | None = None, other_visitor: bool = False, *, visitor: str | None = None,
+                     request_reason: str | None = None, click_reason: str | None = None,
+                     max_per_minute: int = 0, classified: bool = False) -> RecordedClick:
         """Records a click on `banner` of `campaign` (shown at unix time `served_at`)
         at `now`, once per `token` (the click URL's): a token clicked before answers
-        the click_id it got then, `replayed`, and records nothing.  `other_visitor`: the
-        token was signed for another visitor (kept in the record for traffic quality).
-        Raises redis errors."""
+        the click_id it got then, `replayed`, and records nothing but its count as an
+        invalid `replay`.  `other_visitor`: the token was signed for another visitor
+        (kept in the record's flags).
+
+        Traffic quality (web/quality.py): `request_reason` (head, prefetch, bot, ...)
+        comes before a replay, `click_reason` (other_visitor, no_impression, too_fast)
+        after it; `visitor` (the one the token was shown to) files the click in that
+        visitor's group, where the same call counts its clicks of this minute
+        (Keys.click_rate): above `max_per_minute` (0: no cap) it is `click_rate`.  An
+        invalid click is recorded with its reason (audit) and counted by reason; with
+        `classified` a replay is counted too (reason `replay`).  Raises redis errors."""
         keys = self.layout()
         digest = token_digest(token) if token else ""
-        group = keys.token_group(digest) if digest else self.rng.randrange(keys.groups)
+        if visitor is not None:
+            group = keys.group_of(visitor)  # the token's replay index is the visitor's group too
+        else:
+            group = keys.token_group(digest) if digest else self.rng.randrange(keys.groups)
         hour = hour_of(now)
         served = dt.datetime.fromtimestamp(served_at, now.tzinfo)
         clicked_at = int(now.timestamp())
@@ -190,16 +220,20 @@ class EventStore:
         flags = OTHER_VISITOR if other_visitor else "-"
         tail = f" {quarter_of(now)} {served_at} {clicked_at} {flags}"
         record_keys = [keys.click_tokens(hour_of(served), group), keys.clicks_by_hour(hour, group),
-                       keys.hours(group)]
+                       keys.hours(group), keys.invalid_clicks(hour, group)]
+        if visitor is not None:
+            record_keys.append(keys.click_rate(visitor, group, now.timestamp()))
         for _ in range(_ID_DRAWS):
             click_id = new_click_id(ms, group, keys.groups, self.rng)
-            outcome, got = self._script("record_click")(
+            outcome, got, reason = self._script("record_click")(
                 keys=record_keys,
                 args=[digest, click_id, f"{campaign} {banner}{tail}", hour, hour_end(now),
-                      hour_of(served), hour_end(served)])
+                      hour_of(served), hour_end(served), request_reason or "", click_reason or "",
+                      int(max_per_minute), CLICK_RATE_TTL,
+                      f"{quarter_of(now)}:{campaign}:{banner}" if classified else ""])
             outcome = _text(outcome)
             if outcome != "taken":
-                return RecordedClick(int(got), replayed=outcome == "replayed")
+                return RecordedClick(int(got), replayed=outcome == "replayed", reason=_text(reason) or None)
         raise RuntimeError(f"no free click id in {_ID_DRAWS} draws at {ms} ms")  # 2**20 ids a ms: not met
 
     def click(self, click_id: int, keys: Keys | None = None, tz: dt.tzinfo | None = None) -> Click | None:
@@ -216,8 +250,9 @@ class EventStore:
         if raw is None:
             return self._legacy_click(keys, click_id)
         try:
-            campaign, banner, _, served_at, clicked_at, flags = _text(raw).split()
-            return Click(int(campaign), int(banner), int(served_at), int(clicked_at), OTHER_VISITOR in flags)
+            campaign, banner, _, served_at, clicked_at, flags, *reason = _text(raw).split()
+            return Click(int(campaign), int(banner), int(served_at), int(clicked_at), OTHER_VISITOR in flags,
+                         reason[0] if reason else None)
         except ValueError:
             log.warning("click %d: unreadable record %r", click_id, raw)
             return None
@@ -270,38 +305,55 @@ class EventStore:
 
     def read_hour(self, hour: str) -> HourEvents:
         """Every impression, click and conversion recorded in local hour `hour`, per
-        quarter, summed over the groups.  One pipeline per group (one slot each)."""
+        quarter, summed over the groups, the valid ones apart from the invalid ones
+        (with their reason).  One pipeline per group (one slot each)."""
         keys = self.layout()
         events = HourEvents(hour)
         impressions: dict[tuple[int, int, int], int] = {}
+        invalid: dict[tuple[int, int, int, str], int] = {}
+        invalid_click_reasons: dict[int, str] = {}
         for group in range(keys.groups):
             imp_keys, clicks_key, convs_key = self._hour_keys(keys, hour, group)
+            mine = keys.group_prefixes[group]
+            inv_keys = [(q, f"{mine}inv:{hour}:{q}:{s}") for q in (1, 2, 3, 4) for s in range(IMPRESSION_SHARDS)]
             pipe = self.r.pipeline(transaction=False)
-            for _, key in imp_keys:
+            for _, key in imp_keys + inv_keys:
                 pipe.hgetall(key)
             pipe.hgetall(clicks_key)
             pipe.hgetall(convs_key)
             *imps, clicks, convs = pipe.execute()
-            for (quarter, _), counts in zip(imp_keys, imps):
+            for (quarter, _), counts in zip(imp_keys + inv_keys, imps):
                 for fld, count in counts.items():
                     try:
-                        campaign, banner = map(int, _text(fld).split(":"))
-                        n = int(count)
+                        campaign, banner, *reason = _text(fld).split(":")
+                        campaign, banner, n = int(campaign), int(banner), int(count)
+                        if len(reason) > 1:
+                            raise ValueError(reason)
                     except ValueError:
                         events.unreadable += 1
                         continue
-                    if n > 0:
+                    if n <= 0:
+                        continue
+                    if reason:
+                        at = (quarter, campaign, banner, reason[0])
+                        invalid[at] = invalid.get(at, 0) + n
+                    else:
                         impressions[quarter, campaign, banner] = impressions.get((quarter, campaign, banner), 0) + n
             for fld, value in clicks.items():
                 try:
                     click_id = int(fld)
-                    campaign, banner, quarter = map(int, _text(value).split()[:3])
+                    parts = _text(value).split()
+                    campaign, banner, quarter = map(int, parts[:3])
                     if quarter not in (1, 2, 3, 4):
                         raise ValueError(quarter)
                 except ValueError:
                     events.unreadable += 1
                     continue
-                events.clicks.setdefault(quarter, []).append((click_id, banner, campaign))
+                if len(parts) > 6:  # an invalid click: kept for audit, never exported as valid
+                    invalid_click_reasons[click_id] = parts[6]
+                    events.invalid_clicks.setdefault(quarter, []).append((click_id, banner, campaign, parts[6]))
+                else:
+                    events.clicks.setdefault(quarter, []).append((click_id, banner, campaign))
             for fld, value in convs.items():
                 try:
                     conversion_id = int(fld)
@@ -315,10 +367,75 @@ class EventStore:
                 events.conversions.setdefault(quarter, []).append((conversion_id, click_id, revenue))
         for (quarter, campaign, banner), n in impressions.items():
             events.impressions.setdefault(quarter, []).append((campaign, banner, n))
+        for (quarter, campaign, banner, reason), n in invalid.items():
+            events.invalid_impressions.setdefault(quarter, []).append((campaign, banner, reason, n))
+        self._split_conversions(keys, events, invalid_click_reasons)
         if events.unreadable:
             log.warning("hour %s: %d recorded event(s) could not be read and were skipped", hour, events.unreadable)
         return events
 
+
+    def _split_conversions(self, keys: Keys, events: HourEvents, reasons: dict[int, str]) -> None:
+        """Moves the conversions of invalid clicks to `invalid_conversions` (the loader
+        would reject them as orphans without their click).  A click of another hour is
+        looked up by its id (one HGET each, pipelined: conversions are few)."""
+        valid = {c for rows in events.clicks.values() for c, _, _ in rows}
+        elsewhere = sorted({c for rows in events.conversions.values() for _, c, _ in rows
+                            if c not in valid and c not in reasons})
+        for click_id in elsewhere:
+            try:
+                found = self.click(click_id, keys)
+            except ValueError:
+                found = None
+            if found is not None and found.reason:
+                reasons[click_id] = found.reason
+        if not reasons:
+            return
+        for quarter, rows in list(events.conversions.items()):
+            kept = [row for row in rows if row[1] not in reasons]
+            for conversion_id, click_id, revenue in rows:
+                if click_id in reasons:
+                    events.invalid_conversions.setdefault(quarter, []).append(
+                        (conversion_id, click_id, revenue, reasons[click_id]))
+            if kept:
+                events.conversions[quarter] = kept
+            else:
+                del events.conversions[quarter]
+
+    def invalid_counts(self, now: dt.datetime, hours: int = 24) -> dict[str, dict[tuple[int, str], int]]:
+        """{"impressions": {(campaign, reason): n}, "clicks": {(campaign, reason): n}}:
+        the invalid traffic recorded in the last `hours` hours (the running one
+        included, as impressions_since), summed over quarters, groups and hosts: what
+        the dashboard shows per campaign beside the valid counts."""
+        keys = self.layout()
+        since = now.timestamp() - (hours - 1) * 3600
+        out: dict[str, dict[tuple[int, str], int]] = {"impressions": {}, "clicks": {}}
+        for group in range(keys.groups):
+            recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
+            if not recorded:
+                continue
+            mine = keys.group_prefixes[group]
+            pipe = self.r.pipeline(transaction=False)
+            kinds = []
+            for hour in recorded:
+                for quarter in (1, 2, 3, 4):
+                    for shard in range(IMPRESSION_SHARDS):
+                        kinds.append("impressions")
+                        pipe.hgetall(f"{mine}inv:{hour}:{quarter}:{shard}")
+                kinds.append("clicks")
+                pipe.hgetall(keys.invalid_clicks(hour, group))
+            for kind, counts in zip(kinds, pipe.execute()):
+                for fld, count in counts.items():
+                    parts = _text(fld).split(":")
+                    try:
+                        # impressions: campaign:banner:reason; clicks: quarter:campaign:banner:reason
+                        campaign = int(parts[0] if kind == "impressions" else parts[1])
+                        n = int(count)
+                    except (ValueError, IndexError):
+                        continue
+                    at = (campaign, parts[-1])
+                    out[kind][at] = out[kind].get(at, 0) + n
+        return out
 
     # -- which hours there are (the servers' own hours, whatever the caller's zone) ---
     def hour_ends(self) -> dict[str, int]:
@@ -410,13 +527,14 @@ class EventStore:
                 hours = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), low, cutoff)]
                 for hour in hours:
                     if tier == "imp":
-                        self.r.unlink(*(f"{mine}imp:{hour}:{q}:{s}" for q in (1, 2, 3, 4)
-                                        for s in range(IMPRESSION_SHARDS)))
+                        self.r.unlink(*(f"{mine}{kind}:{hour}:{q}:{s}" for kind in ("imp", "inv")
+                                        for q in (1, 2, 3, 4) for s in range(IMPRESSION_SHARDS)))
                     elif tier == "tok":
                         self.r.unlink(keys.click_tokens(hour, group))
                     else:
                         self._drop_conversions(keys, hour, group)
-                        self.r.unlink(keys.clicks_by_hour(hour, group), keys.conversions_by_hour(hour, group))
+                        self.r.unlink(keys.clicks_by_hour(hour, group), keys.conversions_by_hour(hour, group),
+                                      keys.invalid_clicks(hour, group))
                         self.r.zrem(keys.hours(group), hour)
                 done[tier] += len(hours)
                 if tier != "rec":

@@ -31,11 +31,17 @@ across two versions.
     {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}{t}:v:{ver}:selections       string: JSON of `banners show --json` (worker snapshots,
                                     `show`, and the list of the version's keys for cleanup)
-    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv)
+    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv), or
+                                    [name, landing_url, cap_impressions, cap_window] with a cap
     {p}{t}:v:{ver}:q:{q}:c:{c}:z    sorted set: banner id -> revenue (the scores kept)
     {p}{g}:current                  string: the version group g serves
     {p}{g}:v:{ver}:q:{q}:c:{c}      set: the selection's banner ids, group g's copy (SRANDMEMBER)
     {p}{g}:vis:{visitor}            string: the visitor's last banner (TTL)
+    {p}{g}:cap:{visitor}:{c}:{w}:{n}  counter: the visitor's valid impressions of campaign c in
+                                    window n (unix time // w) of w seconds: the frequency cap
+                                    (TTL w; anonymous state like the visitor key, evictable)
+    {p}{g}:crate:{visitor}:{minute} counter: the visitor's clicks in this clock minute
+                                    (BANNERS_MAX_CLICKS_PER_MINUTE; TTL 2 minutes, evictable)
 
 with {t} the control tag and {g} a group's tag, e.g. ``{g3.60}``.
 
@@ -54,8 +60,14 @@ EventStore.prune removes an hour's keys once it is old enough (see layout/events
     {p}{g}:imp:{hour}:{q}:{s}       hash: "campaign:banner" -> impressions (the pick script
                                     counts them, in the visitor's group); s = campaign % 16;
                                     kept --keep-events (default 48 h) after the hour
+    {p}{g}:inv:{hour}:{q}:{s}       hash: "campaign:banner:reason" -> invalid impressions (bots,
+                                    prefetch, HEAD...: web/quality.py), counted by the same
+                                    pick call instead of the valid counter; kept like it
+    {p}{g}:cinv:{hour}              hash: "quarter:campaign:banner:reason" -> invalid clicks
+                                    (replays included, which write no record); kept 30 days
     {p}{g}:clicks:{hour}            hash: click_id -> "campaign banner quarter served_at
-                                    clicked_at flags": the click records of the hour (export,
+                                    clicked_at flags [reason]" (a reason: an invalid click, kept
+                                    for audit, never exported as valid): the click records of the hour (export,
                                     postbacks); kept 30 days (a conversion may name a click
                                     that long); g of the id, which the id's time names the hour
     {p}{g}:tok:{hour}               hash: digest of a click token -> its click_id (a replayed
@@ -199,6 +211,28 @@ class Keys:
         """Every counter hash of an hour and quarter (for export): groups x shards."""
         return [f"{gp}imp:{hour}:{quarter}:{shard}" for gp in self.group_prefixes
                 for shard in range(IMPRESSION_SHARDS)]
+
+    def invalid_impressions(self, hour: str, quarter: int, group: int, campaign: int) -> str:
+        """The hash of a campaign's invalid impressions by reason (field
+        `campaign:banner:reason`), sharded like `impressions`."""
+        return f"{self.group_prefixes[group]}inv:{hour}:{quarter}:{campaign % IMPRESSION_SHARDS}"
+
+    def all_invalid_impressions(self, hour: str, quarter: int) -> list[str]:
+        return [f"{gp}inv:{hour}:{quarter}:{shard}" for gp in self.group_prefixes
+                for shard in range(IMPRESSION_SHARDS)]
+
+    def invalid_clicks(self, hour: str, group: int) -> str:
+        """The hash of an hour's invalid clicks by reason: `quarter:campaign:banner:reason`."""
+        return f"{self.group_prefixes[group]}cinv:{hour}"
+
+    def frequency(self, visitor: str, group: int, campaign: int, window: int, now: float) -> str:
+        """The visitor's valid impressions of `campaign` in the fixed window of `window`
+        seconds holding `now` (the injected clock: the key changes at the window's edge)."""
+        return f"{self.group_prefixes[group]}cap:{visitor}:{campaign}:{window}:{int(now // window)}"
+
+    def click_rate(self, visitor: str, group: int, now: float) -> str:
+        """The visitor's clicks in this clock minute (web.quality.click_rate_key's name)."""
+        return f"{self.group_prefixes[group]}crate:{visitor}:{int(now // 60)}"
 
     def clicks_by_hour(self, hour: str, group: int) -> str:
         return f"{self.group_prefixes[group]}clicks:{hour}"

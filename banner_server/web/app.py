@@ -44,7 +44,8 @@ def create_app(settings: Settings, services: Services | None = None):
             return store.landing(campaign)
 
         app.add_route("/click/{token}", ClickResource(services.events, services.signer, landing, clock,
-                                                         visitor=draw.identities))
+                                                         visitor=draw.identities, classifier=services.classifier,
+                                                         metrics=metrics, address=draw.address))
         app.add_route("/conversions", ConversionResource(services.events, settings.postback_token, clock,
                                                              settings.postback_tokens))
     app.add_route("/banners/{image}", BannerImageResource(images))

@@ -19,15 +19,20 @@ from . import visitors
 from .html import HTML_HEADERS, RETRY_AFTER, bad_id, page, wants_json
 from .images import ImageDir, banner_svg
 from .services import Services
-from .store import NoData, NotFound, SelectionStore
+from .store import Capped, NoData, NotFound, SelectionStore
 
 INDEX_PAGE = 1000  # campaigns a page of /
 _IMAGE = re.compile(r"([0-9]{1,19})\.(svg|png)").fullmatch
 
 class Draw:
     """The pick every banner answer makes (page, JSON, embed): the visitor, one banner
-    through the store (counted as an impression of this hour and quarter), the visitor
-    cookie for a new client, and the signed click URL of what was shown."""
+    through the store (counted as an impression of this hour and quarter: a valid one,
+    or an invalid one by its reason, web/quality.py), the visitor cookie for a new
+    client, and the signed click URL of what was shown.  None when the visitor reached
+    the campaign's frequency cap: the caller answers an empty placement.
+
+    Invalid traffic gets the same answer as valid traffic (a bot is never told): only
+    the counter it lands in differs."""
 
     def __init__(self, services: Services, cookie_secure: bool, trusted_proxies: tuple):
         # Copied to attributes: one lookup each on the hot path, as before the services object.
@@ -40,6 +45,11 @@ class Draw:
         self.hour = services.hour
         self.signer = services.signer
         self.now = services.now
+        classifier = services.classifier
+        self.classify = classifier.impression if classifier is not None and classifier.enabled else None
+        # The client address only when the operator's networks need it (the verdict per
+        # user-agent is a dict lookup; resolving the address through proxies is not free).
+        self.by_network = bool(classifier is not None and classifier.networks)
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, campaign_id: str):
         campaign = parse_id(campaign_id)
@@ -48,8 +58,14 @@ class Draw:
         quarter = self.quarter()
         cookie, carried = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
         visitor = "c:" + cookie if cookie else self._anonymous(req)
+        reason = None
+        if self.classify is not None:
+            reason = self.classify(req.method, req.env, self.address(req) if self.by_network else None)
         try:
-            pick = self.store.pick(quarter, campaign, visitor, carried, self.hour() if self.hour else None)
+            pick = self.store.pick(quarter, campaign, visitor, carried, self.hour() if self.hour else None, reason)
+        except Capped:
+            self.metrics.capped(campaign)
+            return None
         except NotFound:
             raise falcon.HTTPNotFound(
                 title="Unknown campaign",
@@ -63,6 +79,8 @@ class Draw:
             self.metrics.degraded_answer(pick.degraded)
         banner = pick.banner_id
         self.metrics.banner_served(quarter, campaign, banner)
+        if reason is not None:  # the valid ones are the served ones less these (/metrics)
+            self.metrics.impression(reason)
         if not cookie:
             resp.set_cookie(visitors.COOKIE, visitors.cookie_value(visitors.new_visitor_id(), banner),
                             max_age=visitors.COOKIE_MAX_AGE, path="/", secure=self.cookie_secure, http_only=True,
@@ -74,9 +92,11 @@ class Draw:
         click_url = "/click/" + self.signer.sign(campaign, banner, int(self.now()), visitor)
         return campaign, quarter, banner, image_url, click_url
 
+    def address(self, req: falcon.Request) -> str:
+        return visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
+
     def _anonymous(self, req: falcon.Request) -> str:
-        address = visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
-        return "a:" + visitors.anonymous_id(address, req.user_agent or "")
+        return "a:" + visitors.anonymous_id(self.address(req), req.user_agent or "")
 
     def identities(self, req: falcon.Request) -> list[str]:
         """Who a request may be, as a banner answer named it: its cookie's visitor and
@@ -96,8 +116,18 @@ class CampaignResource:
         self.cors = cors
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
-        campaign, quarter, banner, image_url, click_url = self.draw(req, resp, campaign_id)
+        drawn = self.draw(req, resp, campaign_id)
         resp.set_headers(self.NO_STORE)
+        if drawn is None:  # capped: nothing to place (JSON, embed.js), an empty placement (page)
+            if wants_json(req):
+                self.cors(req, resp)
+                resp.status = falcon.HTTP_204
+                return
+            resp.content_type = falcon.MEDIA_HTML
+            resp.set_headers(HTML_HEADERS)
+            resp.text = page("No banner", '<p class="meta">No banner to show here now.</p>')
+            return
+        campaign, quarter, banner, image_url, click_url = drawn
         name = self.draw.store.campaign_name(campaign)
         if wants_json(req):
             self.cors(req, resp)
@@ -139,10 +169,15 @@ class EmbedResource:
         }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, campaign_id: str) -> None:
-        campaign, _, banner, image_url, click_url = self.draw(req, resp, campaign_id)
-        name = self.draw.store.campaign_name(campaign)
+        drawn = self.draw(req, resp, campaign_id)
         resp.set_headers(self.headers)
         resp.content_type = falcon.MEDIA_HTML
+        if drawn is None:  # capped: an empty placement, never an error
+            resp.text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title></title>'
+                         f'<style>{EMBED_STYLE}</style></head><body></body></html>')
+            return
+        campaign, _, banner, image_url, click_url = drawn
+        name = self.draw.store.campaign_name(campaign)
         alt = html.escape(name) if name else f"Banner {banner} of campaign {campaign}"
         resp.text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{alt}</title>'
                      f'<style>{EMBED_STYLE}</style></head><body><a href="{click_url}" target="_top">'

@@ -205,6 +205,7 @@ class Metrics:
         self.counters = Counters(self.dir, capacity)
         self._observed: dict[tuple, tuple[int, int, int]] = {}
         self._served: dict[tuple[int, int, int], int] = {}
+        self._quality: dict[tuple[str, str | None], int] = {}
 
     def observe(self, route: str, status: str, seconds: float) -> None:
         bucket = bisect.bisect_left(BUCKETS, seconds)
@@ -230,6 +231,23 @@ class Metrics:
         with self.counters.lock:
             self.counters.values[slot] += 1.0
 
+    def impression(self, reason: str | None) -> None:
+        """An invalid impression by reason (the request path counts only these: the
+        valid ones are the banners served less them, one counter less a request)."""
+        slot = self._quality.get(("imp", reason))
+        if slot is None:
+            slot = self._quality["imp", reason] = self.counters.slot(f"imp{SEP}{reason or 'valid'}")
+        with self.counters.lock:
+            self.counters.values[slot] += 1.0
+
+    def click(self, reason: str | None) -> None:
+        """A click: valid (reason None) or invalid by reason (replays included)."""
+        self.counters.inc(f"click{SEP}{reason or 'valid'}")
+
+    def capped(self, campaign: int) -> None:
+        """A request answered with nothing: the visitor reached the campaign's cap."""
+        self.counters.inc(f"capped{SEP}{campaign}")
+
     def degraded_answer(self, reason: str) -> None:
         self.counters.inc(f"degraded{SEP}{reason}")
 
@@ -248,6 +266,8 @@ class Metrics:
 
     def render(self, gauges: dict[str, float] | None = None) -> str:
         requests, buckets, sums, served, degraded = {}, {}, {}, {}, {}
+        quality: dict[str, dict[str, float]] = {"imp": {}, "click": {}}
+        capped: dict[str, float] = {}
         for name, value in self.totals().items():
             kind, *labels = name.split(SEP)
             if kind == "req":
@@ -260,6 +280,10 @@ class Metrics:
                 served[labels[1]] = served.get(labels[1], 0.0) + value  # per campaign
             elif kind == "degraded":
                 degraded[labels[0]] = value
+            elif kind in quality and labels:
+                quality[kind][labels[0]] = value
+            elif kind == "capped" and labels:
+                capped[labels[0]] = value
         out = ["# HELP banners_http_requests_total HTTP requests by route and status.",
                "# TYPE banners_http_requests_total counter"]
         out += [f'banners_http_requests_total{{route="{r}",status="{s}"}} {n:.0f}'
@@ -280,6 +304,19 @@ class Metrics:
         out += ["# HELP banners_degraded_answers_total Answers given without Redis, by reason.",
                 "# TYPE banners_degraded_answers_total counter"]
         out += [f'banners_degraded_answers_total{{reason="{k}"}} {n:.0f}' for k, n in sorted(degraded.items())]
+        quality["imp"]["valid"] = (sum(served.values()) - sum(v for k, v in quality["imp"].items() if k != "valid")
+                                   + quality["imp"].get("valid", 0.0))
+        for kind, metric, what in (("imp", "banners_impressions_total", "Banner answers"),
+                                   ("click", "banners_clicks_total", "Clicks")):
+            out += [f"# HELP {metric} {what} by traffic quality: valid, or invalid by reason.",
+                    f"# TYPE {metric} counter"]
+            for reason, n in sorted(quality[kind].items()):
+                label = 'quality="valid"' if reason == "valid" else f'quality="invalid",reason="{reason}"'
+                out.append(f"{metric}{{{label}}} {n:.0f}")
+        out += ["# HELP banners_capped_requests_total Requests answered with no banner: the visitor reached "
+                "the campaign's frequency cap.", "# TYPE banners_capped_requests_total counter"]
+        out += [f'banners_capped_requests_total{{campaign="{k}"}} {n:.0f}'
+                for k, n in sorted(capped.items(), key=lambda kv: int(kv[0]))]
         for name, value in (gauges or {}).items():
             out += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(out) + "\n"

@@ -90,6 +90,13 @@ class Classifier:
         self._network_verdict = functools.lru_cache(maxsize=cache_size)(self._in_networks)
 
     @classmethod
+    def from_settings(cls, settings) -> "Classifier":
+        """One per worker (web/services.py), from config.Settings."""
+        return cls(enabled=settings.classify, user_agents=settings.bot_user_agents or (),
+                   networks=settings.bot_networks or (), min_click_delay=settings.min_click_delay,
+                   max_clicks_per_minute=settings.max_clicks_per_minute)
+
+    @classmethod
     def from_env(cls, env=None) -> "Classifier":
         from .. import config
 

@@ -18,6 +18,7 @@ from ..clients.detect import connect_client, connect_fast
 from .auth import AdminAuth, load_admin_token
 from .images import ImageDir
 from .metrics import Metrics
+from .quality import Classifier
 from .store import SelectionStore
 from .tokens import ClickSigner, load_secret
 
@@ -31,7 +32,8 @@ class Services:
     """`quarter` gives the quarter of the hour to serve; `hour` (the local hour, see
     clock.hour_source) makes every banner answer an impression (None: none counted);
     `events` (None: no /click nor /conversions) records clicks and conversions at the
-    time `clock` tells; `now` stamps click URLs."""
+    time `clock` tells; `now` stamps click URLs.  `classifier` (web/quality.py; None:
+    every request is valid) tells invalid impressions and clicks apart."""
 
     store: SelectionStore
     quarter: Callable[[], int]
@@ -44,6 +46,7 @@ class Services:
     clock: Callable[[], dt.datetime] | None = None
     # The operators' credential (auth.py); by default one nobody knows: every operator page refused.
     admin: AdminAuth = field(default_factory=AdminAuth.random)
+    classifier: Classifier | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -57,6 +60,7 @@ class Services:
             retry_after=settings.redis_retry,
             fast=connect_fast(settings.redis_url, settings.redis_timeout, settings.redis_connect_timeout),
             keep_events=settings.keep_events,
+            frequency_cap=settings.frequency_cap,
         )
         store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
         clock = system_clock(settings.tz)
@@ -70,4 +74,6 @@ class Services:
             events=EventStore(store.r, keys, keep_events=settings.keep_events),
             clock=clock,
             admin=AdminAuth(load_admin_token(settings.admin_token, settings.state_dir)),
+            # Built once per worker: its verdict cache per user-agent lives as long.
+            classifier=Classifier.from_settings(settings) if settings.classify else None,
         )

@@ -35,6 +35,11 @@ class NotFound(Exception):
     """No selection for that campaign in that quarter."""
 
 
+class Capped(Exception):
+    """The visitor reached the campaign's frequency cap in this window: nothing to place
+    (not an error: the answer is an empty placement)."""
+
+
 @dataclass
 class Pick:
     banner_id: int
@@ -95,8 +100,16 @@ class SelectionStore:
 
     def __init__(self, client: redis.Redis, keys: Keys, visitor_ttl: int = 86400,
                  retry_after: float = 1.0, monotonic=time.monotonic, rng: random.Random | None = None,
-                 fast: FastRedis | None = None, keep_events: int = 48 * 3600):
+                 fast: FastRedis | None = None, keep_events: int = 48 * 3600,
+                 frequency_cap: tuple[int, int] | None = None, now=time.time):
         self.r = client
+        # (impressions, window seconds): the default cap of a campaign that sets none in
+        # campaigns.csv (BANNERS_FREQUENCY_CAP); None: no cap.  `now` (the injected
+        # clock) names the cap's window, so tests move across a window's edge.
+        self.frequency_cap = frequency_cap
+        self.now = now
+        self.caps: dict[int, tuple[int, int]] = {}  # campaign -> (impressions, window) from campaigns.csv
+        self._cap_specs: dict[tuple[int, int], str] = {}
         self.keep_events = keep_events  # retention is EventStore.prune's: counters have no TTL
         self._hour_ends: dict[str, tuple[str, str]] = {}
         self.keys = keys
@@ -168,6 +181,10 @@ class SelectionStore:
         self.keys = self.keys.with_groups(int(groups) if groups else 1)
         self.campaign_info = read_campaign_map(self.r, self.keys, version)
         self._campaign_cache = OrderedDict()
+        # [name, landing URL] or [name, landing URL, cap impressions, cap window]: the
+        # caps of a map too big to hold are read with the campaign (cap_of)
+        self.caps = {c: (int(v[2]), int(v[3])) for c, v in (self.campaign_info or {}).items()
+                     if len(v) >= 4 and v[2]}
         self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
         self.selections = snapshot(records)
         self.quarters = tuple(sorted(self.selections))
@@ -261,35 +278,69 @@ class SelectionStore:
         return cached
 
     # -- the hot path ----------------------------------------------------------
+    def cap_of(self, campaign: int) -> tuple[int, int] | None:
+        """(impressions, window seconds) a visitor may have of `campaign`: its
+        campaigns.csv columns, else the default (BANNERS_FREQUENCY_CAP), else None."""
+        if self.campaign_info is None:  # a map too big to hold: the campaign's own row, cached
+            info = self.landing(campaign)
+            if info and len(info) >= 4 and info[2]:
+                return int(info[2]), int(info[3])
+            return self.frequency_cap
+        return self.caps.get(campaign, self.frequency_cap)
+
+    def _pick_call(self, quarter: int, campaign: int, visitor: str, group: int, carried: str | None,
+                   hour: str | None, invalid: str | None, version: str) -> tuple[list[str], list]:
+        """(KEYS, ARGV) of pick.lua for this request and version (see its header)."""
+        keys = self.keys
+        visitor_key = keys.visitor(visitor, group)
+        cap = self.cap_of(campaign) if (self.caps or self.frequency_cap or self.campaign_info is None) else None
+        head = [keys.group_currents[group], keys.selection_set(version, quarter, campaign, group)]
+        if hour:
+            args = [version, self.ttl, carried or "", campaign, *self._hour_args(hour)]
+            tail = [visitor_key, keys.invalid_impressions(hour, quarter, group, campaign) if invalid
+                    else keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
+        elif cap or invalid:
+            args = [version, self.ttl, carried or "", campaign, "", ""]
+            tail = [visitor_key, visitor_key, visitor_key]  # KEYS[4..5] only hold KEYS[6]'s place
+        else:
+            args = [version, self.ttl, carried or "", campaign]
+            tail = [visitor_key]
+        if cap:
+            # "N:W" made once per cap (the fast client packs each argument: one, not two)
+            spec = self._cap_specs.get(cap)
+            if spec is None:
+                spec = self._cap_specs[cap] = f"{cap[0]}:{cap[1]}"
+            args.append(spec)
+            tail.append(keys.frequency(visitor, group, campaign, cap[1], self.now()))
+            if invalid:
+                args.append(invalid)
+        elif invalid:
+            args += ["", invalid]
+        return head + tail, args
+
     def pick(self, quarter: int, campaign: int, visitor: str, carried: str | None = None,
-             hour: str | None = None) -> Pick:
+             hour: str | None = None, invalid: str | None = None) -> Pick:
         """One banner for `visitor`; `carried` is the last banner its cookie carries,
         which counts when Redis remembers none for it (its first request with it).
         With `hour` (the server's local hour, `2026-11-28T23`) the answer is counted as
-        an impression of that hour and quarter."""
+        an impression of that hour and quarter: a valid one, or with `invalid` (the
+        reason, web/quality.py) an invalid one, counted apart by reason in the same call.
+        Raises Capped when the visitor reached the campaign's frequency cap (checked and
+        counted in the same call: no second round trip)."""
         if self._redis_backoff.ready():
             keys = self.keys
             group = keys.group_of(visitor)
-            visitor_key = keys.visitor(visitor, group)
-            if hour:
-                args = [self.version or "", self.ttl, carried or "", campaign, *self._hour_args(hour)]
-                tail = [visitor_key, keys.impressions(hour, quarter, group, campaign), keys.hours(group)]
-            else:
-                args = [self.version or "", self.ttl, carried or "", campaign]
-                tail = [visitor_key]
             try:
-                reply = self._pick(keys=[keys.group_currents[group],
-                                         keys.selection_set(args[0], quarter, campaign, group), *tail], args=args)
+                reply = self._pick(*self._pick_call(quarter, campaign, visitor, group, carried, hour, invalid,
+                                                    self.version or ""))
                 if len(reply) == 1:
                     # Another version is current in this group (a load, a rollback): ask
-                    # again with its keys, and take its snapshot.
+                    # again with its keys, and take its snapshot (its caps too).
                     version = reply[0].decode()
                     if self._follow_backoff.ready():
                         self._follow(version)
-                    args[0] = version
-                    reply = self._pick(keys=[keys.group_currents[group],
-                                             keys.selection_set(version, quarter, campaign, group), *tail],
-                                       args=args)
+                    reply = self._pick(*self._pick_call(quarter, campaign, visitor, group, carried, hour, invalid,
+                                                        version))
             except REDIS_ERRORS as exc:
                 self._failed(exc)
                 reason = failure_reason(exc)
@@ -303,13 +354,15 @@ class SelectionStore:
                 if self._follow_backoff.ready():
                     self._follow(None)
                 if self.keys is not before:  # another layout: this visitor's group moved
-                    return self.pick(quarter, campaign, visitor, carried, hour)
-                return self._pick_recorded(quarter, campaign, visitor, carried, hour)
+                    return self.pick(quarter, campaign, visitor, carried, hour, invalid)
+                return self._pick_recorded(quarter, campaign, visitor, carried, hour, invalid)
             if self.state is not None:
                 self._set_state(None)
             version, banner = reply
             if not banner:
                 raise NotFound
+            if banner == b"capped":
+                raise Capped
             banner_id = int(banner)
             self._remember(visitor, banner_id)
             return Pick(banner_id, version.decode())
@@ -339,7 +392,7 @@ class SelectionStore:
         return banners
 
     def _pick_recorded(self, quarter: int, campaign: int, visitor: str, carried: str | None,
-                       hour: str | None = None) -> Pick:
+                       hour: str | None = None, invalid: str | None = None) -> Pick:
         """Redis answers but publishes nothing: draw from the snapshot, remember the
         visitor in Redis all the same."""
         self._set_state("redis_empty")
@@ -349,10 +402,12 @@ class SelectionStore:
         try:
             keys = self.keys
             group = keys.group_of(visitor)
-            counter = [keys.impressions(hour, quarter, group, campaign), keys.hours(group)] if hour else []
+            counter = [keys.invalid_impressions(hour, quarter, group, campaign) if invalid
+                       else keys.impressions(hour, quarter, group, campaign), keys.hours(group)] if hour else []
             banner_id = int(self._record(keys=[keys.visitor(visitor, group), *counter],
                                          args=[self.ttl, carried or "", campaign,
-                                               *(self._hour_args(hour) if hour else ("", "")), *order]))
+                                               *(self._hour_args(hour) if hour else ("", "")), invalid or "",
+                                               *order]))
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return self._pick_from_snapshot(quarter, campaign, visitor, carried, failure_reason(exc))

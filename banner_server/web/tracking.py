@@ -29,6 +29,7 @@ from ..clients.errors import CLIENT_ERRORS
 from ..ids import MAX_ID, parse_id
 from ..layout.events import EventStore
 from .html import HTML_HEADERS, RETRY_AFTER, page
+from .quality import IMPRESSION_REASONS, Classifier
 from .tokens import BadToken, ClickSigner, ExpiredToken
 
 log = logging.getLogger("banner_server")
@@ -89,13 +90,23 @@ class ClickResource:
     without a click_id, and is logged: the visitor's way to the advertiser matters
     more than the count, and a later retry would count a click nobody made.
     HEAD checks the token and answers as GET would, recording nothing.
+
+    Traffic quality (`classifier`, web/quality.py; None: every click is valid): each
+    click is valid or invalid with one reason; an invalid one still redirects as a
+    valid one would (a bot is never told), is recorded with its reason (audit) and is
+    counted by reason in `metrics`; `banners export` writes it only with --invalid.
     """
 
     HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
     def __init__(self, events: EventStore, signer: ClickSigner, landing: Landing, now: Clock,
-                 visitor: Callable[[falcon.Request], "str | None"] | None = None):
+                 visitor: Callable[[falcon.Request], "str | list[str] | None"] | None = None,
+                 classifier: Classifier | None = None, metrics=None,
+                 address: Callable[[falcon.Request], str] | None = None):
         self.events = events
+        self.classifier = classifier if classifier is not None and classifier.enabled else None
+        self.metrics = metrics
+        self.address = address  # the client's address through the trusted proxies (BANNERS_BOT_NETWORKS)
         # The visitor id of the request (its cookie), to tell a click by another visitor
         # than the one a tagged token was signed for; None: not checked.
         self.visitor = visitor
@@ -104,9 +115,12 @@ class ClickResource:
         self.now = now
         self.html_headers = {**HTML_HEADERS, **self.HEADERS}
 
-    def _verify(self, req: falcon.Request, token: str, now: dt.datetime) -> tuple[int, int, int, bool]:
+    def _verify(self, req: falcon.Request, token: str, now: dt.datetime
+                ) -> tuple[int, int, int, bool, str | None, bool]:
+        """(campaign, banner, served_at, other_visitor, the visitor it was shown to when
+        the clicker is that one, tagged)."""
         try:
-            return self.signer.verify_click(token, now.timestamp(), self.visitor(req) if self.visitor else None)
+            campaign, banner, served_at, tag = self.signer.verify_tagged(token, now.timestamp())
         except ExpiredToken:
             raise falcon.HTTPGone(
                 title="Click link expired",
@@ -119,6 +133,29 @@ class ClickResource:
                 title="Bad click link",
                 description="This link was not made by this service, or it was altered on the way.",
                 headers=self.HEADERS) from None
+        if tag is None or not self.visitor:
+            return campaign, banner, served_at, False, None, tag is not None
+        who = self.visitor(req)
+        for candidate in [who] if isinstance(who, str) else who or []:
+            if hmac.compare_digest(tag, self.signer.visitor_tag(candidate)):
+                return campaign, banner, served_at, False, candidate, True
+        return campaign, banner, served_at, True, None, True
+
+    def _classify(self, req: falcon.Request, now: dt.datetime, served_at: int, shown_to: str | None,
+                  other_visitor: bool) -> tuple[str | None, str | None]:
+        """(the request's reason, the click's own reason) to be invalid, None each when
+        valid.  The impression is known when the token names the visitor clicking (a
+        tagged token only comes from a banner answer to that visitor); an untagged one
+        names nobody: `no_impression`.  Replays and the click rate are decided by the
+        record's own Redis call."""
+        classifier = self.classifier
+        client = self.address(req) if self.address is not None and classifier.networks else None
+        reason = classifier.click(req.method, req.env, client, served_at=served_at, now=now.timestamp(),
+                                  impression_seen=shown_to is not None or other_visitor,
+                                  other_visitor=other_visitor)
+        if reason in IMPRESSION_REASONS:
+            return reason, None
+        return None, reason
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         self._answer(req, resp, token, record=True)
@@ -128,15 +165,29 @@ class ClickResource:
 
     def _answer(self, req, resp, token: str, record: bool) -> None:
         now = self.now()
-        campaign, banner, served_at, other_visitor = self._verify(req, token, now)
-        if not self.visitor:
-            other_visitor = False  # not checked here: a tagged token says nothing without the clicker's id
+        # other_visitor: not checked without self.visitor (a tagged token says nothing
+        # without the clicker's id)
+        campaign, banner, served_at, other_visitor, shown_to, _ = self._verify(req, token, now)
         click_id = None
+        if not record and self.classifier is not None and self.metrics is not None:
+            self.metrics.click("head")  # HEAD records no click; counted as the invalid traffic it is
         if record:
             try:
-                # Once per token: a replayed click URL answers the same click_id, records nothing.
-                click_id = self.events.record_click(campaign, banner, served_at, now, token=token,
-                                                    other_visitor=other_visitor).click_id
+                if self.classifier is None:
+                    # Once per token: a replayed click URL answers the same click_id, records nothing.
+                    recorded = self.events.record_click(campaign, banner, served_at, now, token=token,
+                                                        other_visitor=other_visitor)
+                else:
+                    request_reason, click_reason = self._classify(req, now, served_at, shown_to, other_visitor)
+                    # In the shown-to visitor's group, where the same call counts its clicks of
+                    # the minute (BANNERS_MAX_CLICKS_PER_MINUTE): no second round trip.
+                    recorded = self.events.record_click(
+                        campaign, banner, served_at, now, token=token, other_visitor=other_visitor,
+                        visitor=shown_to, request_reason=request_reason, click_reason=click_reason,
+                        max_per_minute=self.classifier.max_clicks_per_minute, classified=True)
+                click_id = recorded.click_id
+                if self.metrics is not None:
+                    self.metrics.click(recorded.reason)
             except CLIENT_ERRORS as exc:
                 log.warning("click on banner %d of campaign %d not recorded (Redis: %s: %s); the visitor is sent "
                             "on without a click_id", banner, campaign, type(exc).__name__, exc)
