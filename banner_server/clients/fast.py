@@ -64,6 +64,35 @@ def _bulk(parts) -> list[bytes]:
     return out
 
 
+# RESP bulk strings of the parts a script call repeats (the version, the TTL, the
+# hour, the group's keys, a campaign's keys): one dict lookup each instead of an
+# encode and a format.  Packing a pick's 11 parts: 3.4 us with _bulk, 0.5 us with
+# every part found here (timeit, issue 23).  Emptied when full, so parts seen once
+# (a visitor's key) cannot grow it: at most _CACHED entries.
+_CACHED = 4096
+_bulk_cache: dict = {}
+
+
+def _bulk_cached(parts) -> list[bytes]:
+    """_bulk(parts), from and into _bulk_cache.  A part equal to one cached (1 and
+    True, "x" and a str subclass "x") has the same RESP text, so equal keys may share."""
+    cache = _bulk_cache
+    get = cache.get
+    out = []
+    append = out.append
+    for p in parts:
+        b = get(p)
+        if b is None:
+            kind = p.__class__
+            e = p.encode() if kind is str else p if kind is bytes else b"%d" % p
+            b = b"$%d\r\n%s\r\n" % (len(e), e)
+            if len(cache) >= _CACHED:
+                cache.clear()
+            cache[p] = b
+        append(b)
+    return out
+
+
 def pack(*parts) -> bytes:
     """One command in RESP."""
     return b"*%d\r\n" % len(parts) + b"".join(_bulk(parts))
@@ -235,7 +264,7 @@ class FastScript:
             head = self._heads[n, len(args)] = b"*%d\r\n%s" % (
                 3 + n + len(args), b"".join(_bulk((b"EVALSHA", self.sha, n))))
         try:
-            return self.conn.roundtrip(b"".join([head, *_bulk(keys), *_bulk(args)]))
+            return self.conn.roundtrip(b"".join([head, *_bulk_cached(keys), *_bulk_cached(args)]))
         except FastReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
