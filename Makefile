@@ -31,6 +31,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 run: install
 	@$(BIN)/python -m banner_server.bind "$(HOST):$(PORT)"
+	@mkdir -p -m 700 "$(BANNERS_STATE_DIR)"  # before sample-data writes into it: operators' files only
 	@if [ -n "$(DATA)" ]; then \
 	    $(BIN)/banners load "$(DATA)"; test $$? -ne 1; \
 	elif $(BIN)/banners status --json 2>/dev/null | grep -q '"loaded": true'; then \

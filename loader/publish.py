@@ -131,6 +131,11 @@ class LoadLock:
 
 
 
+def _file_record(f) -> str:
+    return json.dumps({"path": f.rel, "quarter": f.quarter, "kind": f.kind, "bytes": f.size, "rows": f.rows,
+                       "accepted": f.accepted, "rejected": f.rejected_rows, "file_rejected": f.rejected})
+
+
 def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
     if not bind(r, UNLIST)([keys.current, keys.history], [ver]):
         return  # current: never deleted
@@ -338,22 +343,12 @@ def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
             for row in campaigns[i:i + 5000]})
         pipe.execute()
     pipe.hset(keys.meta(ver), mapping={k: json.dumps(v) for k, v in {**meta, "version": ver}.items()})
-    files = {
-        f.sha256: json.dumps(
-            {
-                "path": f.rel,
-                "quarter": f.quarter,
-                "kind": f.kind,
-                "bytes": f.size,
-                "rows": f.rows,
-                "accepted": f.accepted,
-                "rejected": f.rejected_rows,
-                "file_rejected": f.rejected,
-            }
-        )
-        for f in result.files
-        if f.sha256
-    }
+    # Keyed by sha256; a later file with the same bytes (a duplicate_file) under
+    # "sha256 path", so it does not overwrite the file that was loaded.
+    files = {}
+    for f in result.files:
+        if f.sha256:
+            files[f.sha256 if f.sha256 not in files else f"{f.sha256} {f.rel}"] = _file_record(f)
     if files:
         pipe.hset(keys.files(ver), mapping=files)
     for rec in records:

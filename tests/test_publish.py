@@ -280,3 +280,21 @@ def test_selection_changes_per_quarter_and_campaign():
     assert selection_changes(old, new.filter(new["quarter"] != 1))["change"].to_list() == ["removed"] * 2
     assert selection_changes([], new).height == 4
     assert selection_changes(old, selections([])).height == 4
+
+
+def test_status_keeps_the_loaded_file_beside_its_byte_identical_copy(real_redis, tmp_path):
+    """A later copy of a loaded file (rejected as duplicate_file) must not replace the
+    loaded one in the version's file list: they share a sha256 (found in a trial)."""
+    from banner_server.layout.catalog import read_status
+    from loader.pipeline import compute
+    from loader.publish import publish
+    from tests.test_loader import CLICKS, IMPS, write
+
+    write(tmp_path, "1/impressions_1.csv", IMPS + "100,7\n101,7\n")
+    write(tmp_path, "1/clicks_1.csv", CLICKS + "1,100,7\n")
+    write(tmp_path, "1/clicks_1_copy.csv", CLICKS + "1,100,7\n")
+    publish(real_redis, KEYS, compute(tmp_path, seed=1), {"seed": 1})
+    files = {f["path"]: f for f in read_status(real_redis, KEYS)["files"]}
+    assert set(files) == {"1/impressions_1.csv", "1/clicks_1.csv", "1/clicks_1_copy.csv"}
+    assert files["1/clicks_1.csv"]["accepted"] == 1 and files["1/clicks_1_copy.csv"]["file_rejected"]
+    assert files["1/clicks_1.csv"]["sha256"] == files["1/clicks_1_copy.csv"]["sha256"]

@@ -122,7 +122,8 @@ def export(out_dir, hour, running, invalid_dir, tz, redis_url, state_dir):
             settled = now - dt.timedelta(seconds=EXPORT_SETTLE)
             closed = events.closed_hours(settled)
             if not closed:
-                click.echo("nothing recorded in an hour that is over: no file written")
+                click.echo(f"nothing recorded in an hour that is over (the last one ended at least "
+                           f"{EXPORT_SETTLE} s before {now:%Y-%m-%d %H:%M %Z}): no file written")
                 return
             hour = closed[-1]
         else:
@@ -138,8 +139,10 @@ def export(out_dir, hour, running, invalid_dir, tz, redis_url, state_dir):
     except (*CLIENT_ERRORS, redis.RedisError) as exc:
         fail(f"cannot read hour {hour} from Redis at {safe_url(url)}: {exc}")
     if recorded.empty:
-        click.echo(f"nothing recorded in hour {hour}: no events in Redis (none happened, or they are older than "
-                   "--keep-events); no file written")
+        future = _parse_hour(hour) > now.replace(tzinfo=None)
+        click.echo(f"nothing recorded in hour {hour}: " + ("it has not started yet" if future else
+                   "no events in Redis (none happened, or they are older than --keep-events)")
+                   + "; no file written")
         return
     try:
         written = write_files(out_dir, hour_files(hour, recorded.impressions, recorded.clicks, recorded.conversions))

@@ -11,7 +11,8 @@ import click
 
 from banner_server.text import clean
 
-from .common import EXIT_OK, EXIT_REJECTED, connect, fail, keys, print_table, redis_options, persistence_problem, save_embedded, warn
+from .common import (EXIT_OK, EXIT_REJECTED, connect, fail, keys, persistence_problem, plural, print_table,
+                     redis_options, save_embedded, warn)
 
 # A dry run against a different data set changed ~200 lines: the first ones show what
 # kind of change it is, the count says how big; the final line has the totals.
@@ -145,7 +146,7 @@ def _finish(outcome, head: str, tail: str | None = None, unsaved: bool = False):
     if result.invalid:
         warn(f"{result.invalid} invalid input(s) rejected, see {clean(outcome.reject_log)}")
     n = result.rejected  # every rejection counted; the log holds the first ones of each kind
-    click.echo(f"{head}: {result.selections.height} banners selected in "
+    click.echo(f"{head}: {plural(result.selections.height, 'banner')} selected in "
                f"quarter(s) {', '.join(map(str, result.quarters))}; "
                + (f"{n} rejection(s) logged to {clean(outcome.reject_log)}" if n else "no rejections")
                + (f"; {tail}" if tail else ""))

@@ -74,7 +74,8 @@ def read_status(r: redis.Redis, keys: Keys) -> dict:
     if ver is None:
         return {"loaded": False}
     meta = {_s(k): json.loads(v) for k, v in r.hgetall(keys.meta(ver)).items()}
-    files = [dict(json.loads(v), sha256=_s(k)) for k, v in r.hgetall(keys.files(ver)).items()]
+    # a field is the sha256, or "sha256 path" for a later file with the same bytes
+    files = [dict(json.loads(v), sha256=_s(k).split(" ", 1)[0]) for k, v in r.hgetall(keys.files(ver)).items()]
     files.sort(key=lambda f: f["path"])
     return {"loaded": True, "version": ver, **meta, "groups": group_versions(r, keys), "files": files}
 
