@@ -452,23 +452,27 @@ class PiecedCatalog:
         return part.get(campaign)
 
 
-def split_records(records: list[dict]) -> tuple[dict, list[tuple[int, int, bytes, bytes]]]:
-    """(manifest, [(quarter, piece, records JSON, compact ids)]) of `records`: what the
-    publisher writes (format 2)."""
+def split_records(records: list[dict]):
+    """(manifest, the pieces [(quarter, piece, records JSON, compact ids)] as a generator:
+    one piece in memory at a time) of `records`: what the publisher writes (format 2)."""
     by_quarter: dict[int, list[dict]] = {}
     for rec in records:
         by_quarter.setdefault(rec["quarter"], []).append(rec)
+    for recs in by_quarter.values():
+        recs.sort(key=lambda rec: rec["campaign_id"])
     scenarios = sorted({rec["scenario"] for rec in records})
-    manifest = {"format": SNAPSHOT_FORMAT, "scenarios": scenarios, "quarters": {}}
-    out = []
-    for q in sorted(by_quarter):
-        recs = sorted(by_quarter[q], key=lambda rec: rec["campaign_id"])
-        firsts = []
-        for i in range(0, len(recs), SNAPSHOT_CAMPAIGNS):
-            chunk = recs[i:i + SNAPSHOT_CAMPAIGNS]
-            firsts.append(chunk[0]["campaign_id"])
-            ids = QuarterIds.from_rows(((r["campaign_id"], r["scenario"], r["x"],
-                                         [b["banner_id"] for b in r["banners"]]) for r in chunk), scenarios)
-            out.append((q, len(firsts) - 1, json.dumps(chunk, separators=(",", ":")).encode(), ids.encode()))
-        manifest["quarters"][str(q)] = {"firsts": firsts, "campaigns": len(recs)}
-    return manifest, out
+    manifest = {"format": SNAPSHOT_FORMAT, "scenarios": scenarios, "quarters": {
+        str(q): {"firsts": [rec["campaign_id"] for rec in by_quarter[q][::SNAPSHOT_CAMPAIGNS]],
+                 "campaigns": len(by_quarter[q])} for q in sorted(by_quarter)}}
+    size = SNAPSHOT_CAMPAIGNS
+
+    def parts():
+        for q in sorted(by_quarter):
+            recs = by_quarter[q]
+            for i in range(0, len(recs), size):
+                chunk = recs[i:i + size]
+                ids = QuarterIds.from_rows(((r["campaign_id"], r["scenario"], r["x"],
+                                             [b["banner_id"] for b in r["banners"]]) for r in chunk), scenarios)
+                yield q, i // size, json.dumps(chunk, separators=(",", ":")).encode(), ids.encode()
+
+    return manifest, parts()
