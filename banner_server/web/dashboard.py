@@ -102,32 +102,63 @@ class Business:
     traffic_quality: dict | None = None  # {"valid": n, "invalid": {reason: n}}
     frequency_capped: int | None = None
 
+    # Sums over every recorded (quarter, campaign, banner) of 48 h are made once per
+    # Business (RecordedEvents hands the same one out until it reads again, at most once
+    # a minute) and indexed by campaign: summed per page, a list page of the 100k set
+    # with an hour of wrk's impressions took ~100 ms of the worker's only event loop,
+    # and 6 operators took campaign answers' p99 from 76 ms to 1.4 s.
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _by_campaign(self) -> dict[int, dict[tuple[int, int, int], Counts]]:
+        index = self._memo.get("by_campaign")
+        if index is None:
+            index = {}
+            for s in self.summaries.values():
+                for key, counts in s.by_banner.items():
+                    index.setdefault(key[1], {}).setdefault(key, Counts()).add(counts)
+            self._memo["by_campaign"] = index
+        return index
+
     def banner_totals(self, quarter: int | None = None, campaign: int | None = None
                       ) -> dict[tuple[int, int, int], Counts]:
+        if campaign is not None:
+            rows = self._by_campaign().get(campaign, {})
+            return {k: v for k, v in rows.items() if quarter is None or k[0] == quarter}
         out: dict[tuple[int, int, int], Counts] = {}
         for s in self.summaries.values():
             for key, counts in s.by_banner.items():
-                if (quarter is None or key[0] == quarter) and (campaign is None or key[1] == campaign):
+                if quarter is None or key[0] == quarter:
                     out.setdefault(key, Counts()).add(counts)
         return out
 
     def campaign_totals(self, quarter: int) -> dict[int, Counts]:
-        out: dict[int, Counts] = {}
-        for (q, c, _), counts in self.banner_totals(quarter).items():
-            out.setdefault(c, Counts()).add(counts)
-        return out
+        key = ("campaign_totals", quarter)
+        if key not in self._memo:
+            out: dict[int, Counts] = {}
+            for s in self.summaries.values():
+                for (q, c, _), counts in s.by_banner.items():
+                    if q == quarter:
+                        out.setdefault(c, Counts()).add(counts)
+            self._memo[key] = out
+        return self._memo[key]
 
     def per_hour(self, campaign: int | None = None, quarter: int | None = None) -> list[Counts]:
-        series = []
-        for hour in self.hours:
-            total = Counts()
-            s = self.summaries.get(hour)
-            if s:
-                for (q, c, _), counts in s.by_banner.items():
-                    if (campaign is None or c == campaign) and (quarter is None or q == quarter):
-                        total.add(counts)
-            series.append(total)
-        return series
+        key = ("per_hour", quarter)
+        by_hour = self._memo.get(key)
+        if by_hour is None:
+            # hour -> campaign -> counts (None: all campaigns), one pass over the hours
+            by_hour = {}
+            for hour in self.hours:
+                s = self.summaries.get(hour)
+                per: dict = {None: Counts()}
+                if s:
+                    for (q, c, _), counts in s.by_banner.items():
+                        if quarter is None or q == quarter:
+                            per.setdefault(c, Counts()).add(counts)
+                            per[None].add(counts)
+                by_hour[hour] = per
+            self._memo[key] = by_hour
+        return [by_hour[hour].get(campaign, Counts()) for hour in self.hours]
 
 
 def _summarise(events, hour: str, clicks_seen: dict[int, tuple[int, int, int]]) -> HourSummary:
@@ -178,6 +209,7 @@ class RecordedEvents:
         self._past: dict[str, HourSummary] = {}
         self._clicks: dict[int, tuple[int, int, int]] = {}
         self._current: tuple[float, HourSummary] | None = None
+        self._business: tuple[tuple, Business] | None = None
         self.error: str | None = None
 
     def __call__(self) -> Business:
@@ -205,7 +237,11 @@ class RecordedEvents:
         summaries = dict(self._past)
         if self._current is not None and self._current[1].hour == current:
             summaries[current] = self._current[1]
-        return Business(hours, summaries)
+        # The same Business (and its sums) until something was read again.
+        state = (tuple(hours), tuple(id(v) for v in summaries.values()))
+        if self._business is None or self._business[0] != state:
+            self._business = (state, Business(hours, summaries))
+        return self._business[1]
 
 
 # -- charts -----------------------------------------------------------------------------
