@@ -86,6 +86,12 @@ def test_a_worker_holds_only_the_quarter_served_and_the_next(any_redis, small_pi
     res = client.simulate_get("/dashboard", query_string="quarter=3", headers={**ADMIN, **JSON})
     assert res.status_code == 200 and [c["campaign_id"] for c in res.json["campaigns"]] == [1, 2, 3, 4, 5]
     assert sorted(store.selections) == [1, 4]
+    for quarter in (1, 2):  # held, and read a piece at a time
+        found = client.simulate_get("/dashboard", query_string=f"quarter={quarter}&q=5", headers={**ADMIN, **JSON})
+        assert [c["campaign_id"] for c in found.json["campaigns"]] == [5]
+    paged = client.simulate_get("/dashboard", query_string="quarter=2&page=1", headers={**ADMIN, **JSON})
+    assert [c["campaign_id"] for c in paged.json["campaigns"]] == [1, 2, 3, 4, 5]
+    assert sorted(store.selections) == [1, 4]
     page = client.simulate_get("/dashboard/campaigns/17", headers={**ADMIN, **JSON})
     assert page.status_code == 200 and [b["banner_id"] for b in page.json["quarters"][0]["banners"]] == [170, 171, 172]
 

@@ -354,7 +354,8 @@ class DashboardResource:
         if query:
             wanted = parse_id(query.strip())
             if wanted is not None:
-                campaigns = [row for row in campaigns if row[0] == wanted]
+                find = getattr(campaigns, "find", None)  # a pieced list: one piece read, not all
+                campaigns = find(wanted) if find else [row for row in campaigns if row[0] == wanted]
             else:
                 campaigns = self.store.search_names(campaigns, query.strip())
         totals_by_campaign = business.campaign_totals(quarter)

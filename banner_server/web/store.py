@@ -300,7 +300,7 @@ class SelectionStore:
                 catalog = Catalog(self.records)
             else:
                 catalog = PiecedCatalog(self.snapshot_client(), self.keys, self.version, self._manifest,
-                                        self.quarter_ids)
+                                        self.quarter_ids, held=lambda q: (self.selections or {}).get(q))
             self._catalog = (self.version, catalog)
         return self._catalog[1]
 
