@@ -188,13 +188,13 @@ def read_campaigns(r: redis.Redis, keys: Keys, ver: str, campaigns: list[int]) -
 # in id order, are cut into pieces of SNAPSHOT_CAMPAIGNS campaigns, each written twice:
 #
 #   v:{ver}:q:{q}:part:{i}  the `show --json` records of the piece (show, the dashboard's
-#                           page of one campaign): ~530 KB for 1,000 campaigns of 10 banners
+#                           page of one campaign): ~130 KB for 250 campaigns of 10 banners
 #   v:{ver}:q:{q}:ids:{i}   what degraded serving and the dashboard's list need, compact:
-#                           campaign ids, scenario, X and banner ids as machine arrays
-#                           (~90 KB a piece: a quarter of the 100k set is ~9 MB)
+#                           campaign ids, scenario, X and banner ids as little-endian
+#                           arrays (~19 KB a piece: a quarter of the 100k set is ~7.5 MB)
 #
 # The manifest: {"format": 2, "scenarios": [...], "quarters": {"1": {"firsts": [the
-# first campaign of each piece], "campaigns": n}}}.
+# first campaign of each piece], "campaigns": n}}, "piece": SNAPSHOT_CAMPAIGNS}.
 
 SNAPSHOT_FORMAT = 2
 # Campaigns a piece: a campaign's dashboard page reads its piece's records (~130 KB
@@ -347,7 +347,7 @@ def piece_of(manifest: dict, quarter: int, campaign: int) -> int | None:
 
 
 def _get_many(r, names: list[str], batch: int = 16) -> list:
-    """GETs in pipelines of `batch` (16 pieces: ~1.5 MB of ids, ~8 MB of records):
+    """GETs in pipelines of `batch` (16 pieces: ~300 KB of ids, ~2 MB of records):
     no reply big enough to hold Redis or the client for long."""
     out = []
     for i in range(0, len(names), batch):

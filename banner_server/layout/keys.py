@@ -32,7 +32,7 @@ across two versions.
     {p}{t}:v:{ver}:selections       string: the manifest of the pieces below (format 2, a few
                                     KB; see catalog.split_records); a version published before
                                     them holds the whole `banners show --json` JSON here
-    {p}{t}:v:{ver}:q:{q}:part:{i}   string: JSON records of piece i of quarter q (1,000
+    {p}{t}:v:{ver}:q:{q}:part:{i}   string: JSON records of piece i of quarter q (250
                                     campaigns in id order): `show`, a campaign's dashboard page
     {p}{t}:v:{ver}:q:{q}:ids:{i}    string: the same campaigns' ids, scenario, X and banner ids
                                     as arrays (catalog.QuarterIds): worker snapshots, the
