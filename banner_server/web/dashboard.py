@@ -210,6 +210,7 @@ class RecordedEvents:
         self._clicks: dict[int, tuple[int, int, int]] = {}
         self._current: tuple[float, HourSummary] | None = None
         self._business: tuple[tuple, Business] | None = None
+        self._failed_at: float | None = None
         self.error: str | None = None
 
     def __call__(self) -> Business:
@@ -218,6 +219,11 @@ class RecordedEvents:
         if self.events is None:
             return Business(hours, {})
         current = hours[-1]
+        # After a failed read (Redis away, or an hour too big for the 50 ms timeout),
+        # show what was read and try again a REFRESH later: retried on every page, each
+        # dashboard request paid the timeouts again on the worker's only event loop.
+        if self._failed_at is not None and self.monotonic() - self._failed_at < REFRESH:
+            return self._answer(hours, current)
         try:
             for hour in hours[:-1]:
                 if hour not in self._past:
@@ -231,9 +237,14 @@ class RecordedEvents:
                     or self.monotonic() - self._current[0] >= REFRESH):
                 self._current = (self.monotonic(), _summarise(self.events, current, self._clicks))
             self.error = None
+            self._failed_at = None
         except REDIS_ERRORS as exc:
             self.error = f"{type(exc).__name__}: {exc}"
+            self._failed_at = self.monotonic()
             log.warning("dashboard: recorded events unreadable (%s); showing what was read", self.error)
+        return self._answer(hours, current)
+
+    def _answer(self, hours: list[str], current: str) -> Business:
         summaries = dict(self._past)
         if self._current is not None and self._current[1].hour == current:
             summaries[current] = self._current[1]
