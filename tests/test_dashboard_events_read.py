@@ -38,3 +38,46 @@ def test_a_failed_read_is_retried_a_refresh_later_not_per_page():
     assert events.reads == 2
 
 
+
+
+def test_rendering_takes_at_most_its_share_of_the_worker_cached_pages_always_answer(any_redis):
+    """Each uncached page 'takes' 1 s of a ticking clock: the next uncached one waits
+    1 / RENDER_SHARE s (503 with Retry-After until then); a cached page is answered."""
+    import falcon.testing
+
+    from banner_server.config import Settings
+    from banner_server.web import dashboard
+    from banner_server.web.app import create_app
+    from banner_server.web.auth import AdminAuth
+    from banner_server.web.services import Services
+    from banner_server.web.store import SelectionStore
+    from tests.serving import ADMIN, ADMIN_TOKEN, KEYS, STANDARD, publish_rows
+
+    publish_rows(any_redis, STANDARD)
+    ticks = Clock()
+
+    class Ticking(dashboard.DashboardResource):
+        def __init__(self, services):
+            super().__init__(services, monotonic=ticks)
+
+        def list_data(self, *a):
+            ticks.t += 1.0  # the rendering's time
+            return super().list_data(*a)
+
+    original = dashboard.DashboardResource
+    dashboard.DashboardResource = Ticking
+    try:
+        import banner_server.web.app as app_module
+        app_module.DashboardResource = Ticking
+        store = SelectionStore(any_redis, KEYS)
+        client = falcon.testing.TestClient(create_app(Settings(), Services(store, lambda: 1,
+                                                                           admin=AdminAuth(ADMIN_TOKEN))))
+        assert client.simulate_get("/dashboard", query_string="page=1", headers=ADMIN).status_code == 200
+        busy = client.simulate_get("/dashboard", query_string="quarter=2", headers=ADMIN)
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        assert client.simulate_get("/dashboard", query_string="page=1", headers=ADMIN).status_code == 200  # cached
+        ticks.t += 1 / dashboard.RENDER_SHARE
+        assert client.simulate_get("/dashboard", query_string="quarter=2", headers=ADMIN).status_code == 200
+    finally:
+        dashboard.DashboardResource = original
+        app_module.DashboardResource = original
