@@ -69,7 +69,7 @@ class Hammer(threading.Thread):
     def __init__(self, port: int, campaigns: int, stop: threading.Event, seed: int):
         super().__init__(daemon=True)
         self.port, self.campaigns, self.stop, self.rng = port, campaigns, stop, random.Random(seed)
-        self.done, self.errors, self.bytes = 0, 0, 0
+        self.done, self.errors, self.bytes, self.busy = 0, 0, 0, 0
 
     def path(self) -> str:
         kind = self.rng.random()
@@ -87,9 +87,12 @@ class Hammer(threading.Thread):
                 conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
                 conn.request("GET", self.path(), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
                 res = conn.getresponse()
-                self.bytes += len(res.read())
+                body = res.read()
                 if res.status == 200:
                     self.done += 1
+                    self.bytes += len(body)
+                elif res.status == 503:  # the worker's rendering budget is spent: asked again
+                    self.busy += 1
                 else:
                     self.errors += 1
             except OSError:
@@ -115,6 +118,7 @@ def wrk_phase(wrk: str, port: int, seconds: int, connections: int, campaigns: in
     result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
     result["dashboard_pages"] = sum(c.done for c in clients) / seconds
     result["dashboard_errors"] = sum(c.errors for c in clients)
+    result["dashboard_busy"] = sum(c.busy for c in clients) / seconds
     result["dashboard_kb"] = sum(c.bytes for c in clients) / max(1, sum(c.done for c in clients)) / 1e3
     return result
 
@@ -190,7 +194,7 @@ def main() -> None:
                 print(f"  {name:9} {r['rps']:7.0f} req/s  p50 {r['p50_us'] / 1e3:6.1f} ms  "
                       f"p99 {r['p99_us'] / 1e3:6.1f} ms  max {r['max_us'] / 1e3:7.1f} ms  errors {r['errors']}"
                       + (f"  dashboard {r['dashboard_pages']:.0f} pages/s ({r['dashboard_kb']:.0f} KB avg, "
-                         f"{r['dashboard_errors']} errors)" if hammers else ""), flush=True)
+                         f"{r['dashboard_busy']:.0f}/s busy 503s, {r['dashboard_errors']} errors)" if hammers else ""), flush=True)
         p99 = {name: statistics.median(r["p99_us"] for r in rs) / 1e3 for name, rs in phases.items()}
         ratio = p99["dashboard"] / p99["alone"]
         print(f"median p99: alone {p99['alone']:.1f} ms, with the dashboard {p99['dashboard']:.1f} ms: "
