@@ -168,13 +168,15 @@ class SelectionStore:
                 self._snapshot_r = self.r
         return self._snapshot_r
 
-    def wanted_quarters(self) -> tuple[int, ...]:
-        """The quarters a worker holds: the one served now and the next (it starts
-        within 15 minutes), or every quarter of the version when `quarter_now` is unset."""
+    def wanted_quarters(self, quarters: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """The quarters (of `quarters`, default the version's) a worker holds: the one
+        served now and the next (it starts within 15 minutes), or all of them when
+        `quarter_now` is unset."""
+        quarters = self.quarters if quarters is None else quarters
         if self.quarter_now is None:
-            return self.quarters
+            return quarters
         now = self.quarter_now()
-        return tuple(q for q in (now, now % 4 + 1) if q in self.quarters)
+        return tuple(q for q in (now, now % 4 + 1) if q in quarters)
 
     def refresh(self, version: str | None = None) -> None:
         """Loads `version` (default: current) into the worker's snapshot: its manifest
@@ -202,8 +204,7 @@ class SelectionStore:
             records = []
             quarters = tuple(sorted(int(q) for q in manifest["quarters"]))
             selections = {}
-            self.quarters = quarters
-            for q in self.wanted_quarters():
+            for q in self.wanted_quarters(quarters):
                 ids = read_quarter_ids(client, keys, version, manifest, q)
                 if ids is None:
                     return  # being removed: a newer version is current, the next pick tells
