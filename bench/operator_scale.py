@@ -3,13 +3,15 @@
     python bench/big_catalog.py /tmp/big && banners load /tmp/big --redis-url redis://127.0.0.1:6391/0
     python bench/operator_scale.py redis://127.0.0.1:6391/0
 
-Prints Redis' memory (the version's selections JSON and campaigns map), a worker's
-snapshot fetch (time, RSS before and after), and the size and time of `/`,
+Prints Redis' memory (the version's selections pieces and campaigns map), a worker's
+snapshot fetch (the quarter now and the next, on the pick's 50 ms client for the manifest
+and its own 10 s one for the pieces: time, RSS before and after), and the size and time of `/`,
 `/dashboard` and a campaign's dashboard page (through falcon.testing: no network).
 """
 
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 import time
@@ -19,6 +21,7 @@ import psutil
 import redis
 
 from banner_server.config import Settings
+from banner_server.layout.catalog import ids_key, manifest_of, part_key, pieces
 from banner_server.layout.keys import Keys
 from banner_server.web.app import create_app
 from banner_server.web.auth import AdminAuth
@@ -39,15 +42,28 @@ def main(url: str) -> None:
     info = r.info("memory")
     campaigns = r.hlen(keys.campaign_info(ver)) if r.type(keys.campaign_info(ver)) == b"hash" else "string"
     print(f"version {ver}: Redis used_memory {mb(info['used_memory'])} (one version: this minus an empty Redis)")
-    print(f"  selections JSON {mb(r.memory_usage(keys.selections(ver)) or 0)}, "
-          f"campaigns map {mb(r.memory_usage(keys.campaign_info(ver), samples=0) or 0)} ({campaigns} campaigns)")
+    manifest = manifest_of(r.get(keys.selections(ver)))
+    if manifest is None:
+        print(f"  selections JSON (format 1) {mb(r.memory_usage(keys.selections(ver)) or 0)}")
+    else:
+        names = [(part_key(keys, ver, q, i), ids_key(keys, ver, q, i)) for q, i in pieces(manifest)]
+        parts = [r.strlen(p) for p, _ in names]
+        ids = [r.strlen(i) for _, i in names]
+        print(f"  selections in {len(names)} pieces: records {mb(sum(parts))} (largest {mb(max(parts))}), "
+              f"compact ids {mb(sum(ids))} (largest {mb(max(ids))}), manifest "
+              f"{len(r.get(keys.selections(ver))) / 1e3:.0f} KB")
+    print(f"  campaigns map {mb(r.memory_usage(keys.campaign_info(ver), samples=0) or 0)} ({campaigns} campaigns)")
     proc = psutil.Process()
+    gc.collect()
     before = proc.memory_info().rss
-    store = SelectionStore(redis.Redis.from_url(url, socket_timeout=30), keys)
+    store = SelectionStore(redis.Redis.from_url(url, socket_timeout=0.05), keys)
+    store.quarter_now = lambda: 1  # as `banners serve` wires it: the quarter now and the next
     start = time.perf_counter()
     store.ensure_snapshot()
     took = time.perf_counter() - start
-    print(f"worker snapshot: {took:.2f} s, RSS {mb(before)} -> {mb(proc.memory_info().rss)} "
+    held = sum(ids.nbytes() for ids in store.selections.values())
+    print(f"worker snapshot (quarters {sorted(store.selections)} held, {mb(held)} of arrays): {took:.2f} s, "
+          f"RSS {mb(before)} -> {mb(proc.memory_info().rss)} "
           f"(peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB)")
     services = Services(store, lambda: 1, admin=AdminAuth(TOKEN))
     client = falcon.testing.TestClient(create_app(Settings(), services))

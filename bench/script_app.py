@@ -8,7 +8,6 @@ The script's arguments are laid out here as SelectionStore.pick lays them out; w
 the script or its arguments change, the check at start fails loudly instead of
 timing an error path: update `pick()` below to match the store."""
 
-import json
 import sys
 
 import falcon
@@ -44,7 +43,11 @@ def check() -> None:
     """The current version, read at start, and one pick that must draw from it."""
     if not VERSION:
         sys.exit("script_app: nothing is published in this Redis (run `banners load` first)")
-    records = json.loads(redis.roundtrip(pack(b"GET", keys.selections(VERSION))))
+    import redis as redis_py
+
+    from banner_server.layout.catalog import read_selections
+
+    _, records = read_selections(redis_py.Redis.from_url(settings.redis_url, socket_timeout=10), keys, VERSION)
     campaigns = sorted(r["campaign_id"] for r in records if r["quarter"] == QUARTER)
     if not campaigns:
         sys.exit(f"script_app: version {VERSION} has no campaign in quarter {QUARTER}")

@@ -8,13 +8,12 @@ A load keeps KEEP_VERSIONS of them (the current one and the 3 before it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import redis
 from harness import BIN, REAL_DATA, Workspace, run
 
-from banner_server.layout.catalog import current_version
+from banner_server.layout.catalog import current_version, version_key_names
 from banner_server.layout.keys import Keys
 from loader.publish import KEEP_VERSIONS
 
@@ -24,15 +23,16 @@ def measure(ws: Workspace, r: redis.Redis, data, keys: Keys) -> str:
     ws.load(data)
     ver = current_version(r, keys)
     vkeys = keys.with_groups(int(r.get(keys.groups_key)))
-    names = [n for n in vkeys.version_keys(ver, json.loads(r.get(keys.selections(ver)))) if r.exists(n)]
+    names = [n for n in version_key_names(r, vkeys, ver) if r.exists(n)]
     pipe = r.pipeline(transaction=False)
     for name in names:
         pipe.memory_usage(name, samples=0)  # samples=0: every element, not an estimate
     sizes = pipe.execute()
-    selections = r.memory_usage(keys.selections(ver), samples=0)
+    selections = sum(size for name, size in zip(names, sizes) if ":part:" in name or ":ids:" in name
+                     or name == keys.selections(ver))
     total = sum(sizes)
     return (f"{data}: version {ver}: {len(names)} keys, {total:,} bytes (MEMORY USAGE), of which the "
-            f"`selections` JSON {selections:,}; {KEEP_VERSIONS} kept: {KEEP_VERSIONS * total / 2**20:.1f} MiB")
+            f"selections (manifest and pieces) {selections:,}; {KEEP_VERSIONS} kept: {KEEP_VERSIONS * total / 2**20:.1f} MiB")
 
 
 def main(argv=None) -> int:

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
 
 import redis
 from harness import Workspace
 
+from banner_server.layout.catalog import read_selections
 from banner_server.layout.keys import Keys
 from banner_server.layout.scripts import PICK
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         script = r.register_script(PICK.source)
         keys = keys.with_groups(int(r.get(keys.groups_key)))
         ver = r.get(keys.current).decode()
-        campaigns = sorted({rec["campaign_id"] for rec in json.loads(r.get(keys.selections(ver)))
+        campaigns = sorted({rec["campaign_id"] for rec in read_selections(r, keys, ver)[1]
                             if rec["quarter"] == 1})
         before = r.info("memory")["used_memory"]
         pipe = r.pipeline(transaction=False)

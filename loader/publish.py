@@ -10,6 +10,7 @@ A rollback takes the same lock: it never interleaves with a load's switch and cl
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import threading
@@ -19,7 +20,8 @@ import polars as pl
 import redis
 from redis.exceptions import LockError
 
-from banner_server.layout.catalog import _s, kept_versions, load_order
+from banner_server.layout.catalog import _s, ids_key, kept_versions, load_order, part_key, split_records, \
+    version_key_names
 from banner_server.layout.catalog import layout_groups as catalog_layout_groups
 from banner_server.layout.keys import Keys
 from banner_server.layout.scripts import ROLLBACK, SWITCH, UNLIST, bind
@@ -33,6 +35,9 @@ LOAD_LEASE = 10.0
 # Versions kept: the current one and the 3 loaded before it (SPEC §6), by load order.
 # A version of the real set takes 236 KB in Redis (bench/version_memory.py).
 KEEP_VERSIONS = 4
+# Bytes of values sent in one pipeline: ~4 MB is a few ms of Redis, so the lease's
+# renewal (every LOAD_LEASE / 3) always gets its turn.
+PIPELINE_BYTES = 4 << 20
 
 
 class PublishError(Exception):
@@ -139,12 +144,12 @@ def _file_record(f) -> str:
 def _delete_version(r: redis.Redis, keys: Keys, ver: str) -> None:
     if not bind(r, UNLIST)([keys.current, keys.history], [ver]):
         return  # current: never deleted
-    # The selections JSON, written before anything else of the version, lists its
-    # keys: no SCAN over a keyspace full of visitors (and over every cluster node).
-    raw = r.get(keys.selections(ver))
+    # The selections manifest and its pieces (or a format-1 version's single JSON),
+    # written before anything else of the version, list its keys: no SCAN over a
+    # keyspace full of visitors (and over every cluster node).
     groups = r.hget(keys.meta(ver), "groups")
     vkeys = keys.with_groups(int(groups) if groups else keys.groups)
-    names = vkeys.version_keys(ver, json.loads(raw) if raw else [])
+    names = version_key_names(r, vkeys, ver)
     for i in range(0, len(names), 500):
         r.unlink(*names[i:i + 500])
     r.srem(keys.versions, ver)
@@ -326,11 +331,39 @@ def _try_delete(r: redis.Redis, keys: Keys, ver: str) -> None:
 
 
 def _write_version(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, meta: dict) -> None:
+    # The records are millions of small acyclic objects (4 M banners on the 100k set):
+    # Python's full collections over them took up to 2.8 s each, nine over a second,
+    # all holding the interpreter: with the CPU shared, the lease's renewal thread
+    # missed its 10 s.  No collection while they live; nothing here makes cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _write_records(r, keys, ver, result, meta)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _write_records(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, meta: dict) -> None:
     records = selections_to_records(result.selections)
-    # The shared data first: its selections JSON lists the version's keys, so even a
-    # load killed half-way through the group copies leaves nothing cleanup cannot find.
+    # The shared data first: the selections manifest and its pieces list the version's
+    # keys, so even a load killed half-way through the group copies leaves nothing
+    # cleanup cannot find.  In pieces (catalog.split_records): the single 212 MB JSON
+    # of the 100k-campaign set was one SET that held Redis for seconds (the load lock's
+    # renewal could not get through: the load lost its lease and published nothing),
+    # and one json.dumps that held the interpreter as long.
+    manifest, parts = split_records(records)
+    r.set(keys.selections(ver), json.dumps(manifest, separators=(",", ":")))
     pipe = r.pipeline(transaction=False)
-    pipe.set(keys.selections(ver), json.dumps(records, separators=(",", ":")))
+    queued = 0
+    for quarter, piece, part, ids in parts:
+        pipe.set(part_key(keys, ver, quarter, piece), part)
+        pipe.set(ids_key(keys, ver, quarter, piece), ids)
+        queued += len(part) + len(ids)
+        if queued >= PIPELINE_BYTES:
+            pipe.execute()
+            queued = 0
+    pipe.execute()
     campaigns = result.campaigns.rows() if result.campaigns is not None else []
     # A hash, one field per campaign: a worker reads it whole when small (catalog.
     # CAMPAIGNS_PREFETCH) and else one field at a time, cached; one 180 MB string of a

@@ -167,7 +167,7 @@ def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_reques
         reads.append(1)
         raise redis.TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr(store_mod, "read_selections", too_big)
+    monkeypatch.setattr(store_mod, "read_quarter_ids", too_big)
     new = publish_rows(proc.client(), [(q, 7, [5, 6]) for q in (1, 2, 3, 4)])
     for _ in range(20):
         res = client.simulate_get("/campaigns/7", headers=JSON)

@@ -29,9 +29,15 @@ across two versions.
     {p}{t}:load_lock                string: the running load's token (a renewed 10 s lease)
     {p}{t}:v:{ver}:meta             hash: seed, loaded_at, data_dir, quarters, groups, ...
     {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
-    {p}{t}:v:{ver}:selections       string: JSON of `banners show --json` (worker snapshots,
-                                    `show`, and the list of the version's keys for cleanup)
-    {p}{t}:v:{ver}:campaigns        string: JSON {campaign: [name, landing_url]} (campaigns.csv), or
+    {p}{t}:v:{ver}:selections       string: the manifest of the pieces below (format 2, a few
+                                    KB; see catalog.split_records); a version published before
+                                    them holds the whole `banners show --json` JSON here
+    {p}{t}:v:{ver}:q:{q}:part:{i}   string: JSON records of piece i of quarter q (250
+                                    campaigns in id order): `show`, a campaign's dashboard page
+    {p}{t}:v:{ver}:q:{q}:ids:{i}    string: the same campaigns' ids, scenario, X and banner ids
+                                    as arrays (catalog.QuarterIds): worker snapshots, the
+                                    dashboard's list, the version's key list for cleanup
+    {p}{t}:v:{ver}:campaigns        hash: campaign -> JSON [name, landing_url] (campaigns.csv), or
                                     [name, landing_url, cap_impressions, cap_window] with a cap
     {p}{t}:v:{ver}:q:{q}:c:{c}:z    sorted set: banner id -> revenue (the scores kept)
     {p}{g}:current                  string: the version group g serves

@@ -62,11 +62,13 @@ class Services:
             keep_events=settings.keep_events,
             frequency_cap=settings.frequency_cap,
         )
-        store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
         clock = system_clock(settings.tz)
+        quarter = quarter_source(clock, settings.quarter, tick=time.monotonic)
+        store.quarter_now = quarter  # the worker holds the snapshot of this quarter and the next only
+        store.ensure_snapshot()  # says at start when there is nothing to serve yet (or no Redis)
         return cls(
             store=store,
-            quarter=quarter_source(clock, settings.quarter, tick=time.monotonic),
+            quarter=quarter,
             images=ImageDir(settings.images_dir),
             metrics=Metrics(settings.metrics_dir),
             signer=ClickSigner(load_secret(settings.secret, settings.state_dir)),

@@ -3,6 +3,7 @@ with the worker's last snapshot as the answer when Redis is away."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -13,8 +14,8 @@ import redis
 
 from ..clients.errors import REDIS_ERRORS, FastReplyError
 from ..clients.fast import FastRedis
-from ..layout.catalog import Catalog, current_version, group_versions, read_campaign, read_campaign_map, \
-    read_campaigns,     read_selections, snapshot
+from ..layout.catalog import Catalog, PiecedCatalog, QuarterIds, current_version, group_versions, manifest_of, \
+    read_campaign, read_campaign_map, read_campaigns, read_quarter_ids
 from ..layout.keys import Keys
 from ..layout.scripts import PICK, RECORD, bind
 
@@ -24,6 +25,9 @@ log = logging.getLogger("banner_server")
 _LOCAL_VISITORS = 100_000  # degraded-mode memory of last banners, per worker
 _CAMPAIGNS_CACHED = 10_000  # campaigns' (name, landing) kept per worker when the map is read lazily
 _NAME_SEARCH_LIMIT = 20_000  # campaigns whose name a dashboard search reads, when the map is lazy
+# Seconds a snapshot read may take (its own connection, never the pick's 50 ms budget):
+# a quarter of the 100k-campaign set is ~9 MB of compact pieces.
+SNAPSHOT_TIMEOUT = 10.0
 
 
 class NoData(Exception):
@@ -121,8 +125,15 @@ class SelectionStore:
         # The version of the snapshot: kept when Redis loses `current`, so degraded
         # answers still say which data they come from.
         self.version: str | None = None
-        self.selections: dict[int, dict[int, tuple[int, ...]]] | None = None
-        self.records: list[dict] = []
+        # quarter -> its campaigns' banner ids (catalog.QuarterIds, compact), for the
+        # quarters fetched (None: no version seen yet).  Which ones: `quarter_now` (a
+        # callable giving the quarter served now) when set, the quarter now and the
+        # next; else every quarter of the version.
+        self.selections: dict[int, QuarterIds] | None = None
+        self.quarter_now = None
+        self._manifest: dict | None = None  # None with a version: a format-1 one (one JSON)
+        self._snapshot_r = None
+        self.records: list[dict] = []  # a format-1 version's records (its dashboard reads them)
         # id -> (name, landing URL): the whole map when small, else None and `_campaign_cache`
         # (an LRU of the campaigns asked for, read one HGET each).
         self.campaign_info: dict[int, tuple[str | None, str | None]] | None = {}
@@ -166,29 +177,101 @@ class SelectionStore:
         self.last_error = f"{type(exc).__name__}: {exc}"
 
     # -- snapshot --------------------------------------------------------------
+    def snapshot_client(self):
+        """redis-py on its own connections with SNAPSHOT_TIMEOUT, for the snapshot's
+        pieces: a plain Redis' pool copied; a cluster or Sentinel client is used as it
+        is (its timeout is the configured one)."""
+        if self._snapshot_r is None:
+            pool = getattr(self.r, "connection_pool", None)
+            if type(pool) is redis.ConnectionPool and isinstance(self.r, redis.Redis):
+                kwargs = {**pool.connection_kwargs, "socket_timeout": max(
+                    SNAPSHOT_TIMEOUT, pool.connection_kwargs.get("socket_timeout") or 0)}
+                self._snapshot_r = redis.Redis(connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, max_connections=2, **kwargs))
+            else:
+                self._snapshot_r = self.r
+        return self._snapshot_r
+
+    def wanted_quarters(self, quarters: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """The quarters (of `quarters`, default the version's) a worker holds: the one
+        served now and the next (it starts within 15 minutes), or all of them when
+        `quarter_now` is unset."""
+        quarters = self.quarters if quarters is None else quarters
+        if self.quarter_now is None:
+            return quarters
+        now = self.quarter_now()
+        return tuple(q for q in (now, now % 4 + 1) if q in quarters)
+
     def refresh(self, version: str | None = None) -> None:
-        """Loads `version` (default: current) into the worker's snapshot."""
+        """Loads `version` (default: current) into the worker's snapshot: its manifest
+        (a few KB), then the compact ids of the wanted quarters (one quarter of 100,000
+        campaigns x 10 banners: ~9 MB held as arrays), on the snapshot client."""
         if version is None:
             version = current_version(self.r, self.keys)
             if version is None:
                 return  # keep the snapshot and its version: degraded answers need them
         if version == self.version and self.selections is not None:
+            self._top_up()
             return
-        found, records = read_selections(self.r, self.keys, version)
-        if found is None:
+        client = self.snapshot_client()
+        raw = client.get(self.keys.selections(version))
+        if raw is None:
             return  # superseded between the pick and this read; the next pick tells
+        manifest = manifest_of(raw)
         groups = self.r.hget(self.keys.meta(version), "groups")
-        self.keys = self.keys.with_groups(int(groups) if groups else 1)
+        keys = self.keys.with_groups(int(groups) if groups else 1)
+        if manifest is None:  # a version published before the pieces (format 1): one JSON
+            records = json.loads(raw)
+            quarters = tuple(sorted({rec["quarter"] for rec in records}))
+            selections = {q: QuarterIds.from_records(records, q) for q in quarters}
+        else:
+            records = []
+            quarters = tuple(sorted(int(q) for q in manifest["quarters"]))
+            selections = {}
+            for q in self.wanted_quarters(quarters):
+                ids = read_quarter_ids(client, keys, version, manifest, q)
+                if ids is None:
+                    return  # being removed: a newer version is current, the next pick tells
+                selections[q] = ids
+        self.keys = keys
         self.campaign_info = read_campaign_map(self.r, self.keys, version)
         self._campaign_cache = OrderedDict()
         # [name, landing URL] or [name, landing URL, cap impressions, cap window]: the
         # caps of a map too big to hold are read with the campaign (cap_of)
         self.caps = {c: (int(v[2]), int(v[3])) for c, v in (self.campaign_info or {}).items()
                      if len(v) >= 4 and v[2]}
-        self.records = records  # what the dashboard shows: scenario, x, revenue, clicks...
-        self.selections = snapshot(records)
-        self.quarters = tuple(sorted(self.selections))
+        self.records = records
+        self._manifest = manifest
+        self.quarters = quarters
+        self.selections = selections
         self.version = version
+        self._catalog = None
+
+    def _top_up(self) -> None:
+        """Fetches a wanted quarter not held yet and drops those no longer wanted (the
+        quarter of the hour turned): called from /readyz and the operator pages, so the
+        next quarter is held before a campaign request needs it."""
+        if self._manifest is None or self.selections is None:
+            return
+        wanted = self.wanted_quarters()
+        for q in [q for q in self.selections if q not in wanted]:
+            del self.selections[q]
+        for q in wanted:
+            if q not in self.selections:
+                ids = read_quarter_ids(self.snapshot_client(), self.keys, self.version, self._manifest, q)
+                if ids is not None:
+                    self.selections[q] = ids
+
+    def quarter_ids(self, quarter: int) -> QuarterIds | None:
+        """The compact snapshot of `quarter`: held, or fetched now (the dashboard's list
+        of a quarter not served now; not kept unless wanted)."""
+        held = (self.selections or {}).get(quarter)
+        if held is not None or self._manifest is None or quarter not in self.quarters:
+            return held
+        ids = read_quarter_ids(self.snapshot_client(), self.keys, self.version, self._manifest, quarter)
+        if ids is not None and quarter in self.wanted_quarters():
+            self.selections[quarter] = ids
+        return ids
 
     def ensure_snapshot(self) -> None:
         """Brings the snapshot up to the current version (one GET when it already is)."""
@@ -242,7 +325,12 @@ class SelectionStore:
     def catalog(self) -> Catalog:
         """The version's selections for the dashboard (built once per version)."""
         if self._catalog is None or self._catalog[0] != self.version:
-            self._catalog = (self.version, Catalog(self.records))
+            if self._manifest is None:
+                catalog = Catalog(self.records)
+            else:
+                catalog = PiecedCatalog(self.snapshot_client(), self.keys, self.version, self._manifest,
+                                        self.quarter_ids, held=lambda q: (self.selections or {}).get(q))
+            self._catalog = (self.version, catalog)
         return self._catalog[1]
 
     def search_names(self, rows: list, text: str) -> list:
@@ -261,7 +349,11 @@ class SelectionStore:
 
     def campaigns(self, quarter: int) -> list[int]:
         self.ensure_snapshot()
-        return sorted((self.selections or {}).get(quarter, {}))
+        try:
+            ids = self.quarter_ids(quarter)
+        except REDIS_ERRORS:
+            ids = None
+        return list(ids or ())
 
     def _hour_args(self, hour: str) -> tuple[str, str]:
         """(its end, its name) of the hour for the registry, as plain str (the fast
@@ -386,7 +478,13 @@ class SelectionStore:
         if self.selections is None:
             raise NoData("No banner selection has been published yet: run `banners load DATA_DIR`, "
                          "then ask again.")
-        banners = self.selections.get(quarter, {}).get(campaign)
+        held = self.selections.get(quarter)
+        if held is None and quarter in self.quarters:
+            # A quarter this worker never fetched (it fetches the one served now and the
+            # next): it cannot tell which banners, nor that there are none.
+            raise NoData("The banner store cannot be reached and this worker holds no snapshot of this "
+                         "quarter; try again shortly.")
+        banners = held.get(campaign) if held is not None else None
         if not banners:
             raise NotFound
         return banners
@@ -433,7 +531,9 @@ class SelectionStore:
     def _probe_pick(self) -> None:
         """A pick like a request's, for /readyz while picks fail: reading alone cannot
         tell (a Redis out of memory still answers reads)."""
-        quarter = self.quarters[0]
+        quarter = next((q for q in self.quarters if self.selections.get(q)), None)
+        if quarter is None:
+            return
         campaign = next(iter(self.selections[quarter]))
         keys = self.keys
         self._pick(keys=[keys.group_currents[0], keys.selection_set(self.version, quarter, campaign, 0),
