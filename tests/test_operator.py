@@ -149,7 +149,9 @@ def test_dashboard_tells_impressions_clicks_conversions_revenue_from_recorded_ev
     assert b200["ctr"] == pytest.approx(2 / b200["impressions"])
     assert len(data["hours"]) == 48 and data["hours"][-1] == "2026-11-28T10"
     assert data["per_hour"][-1]["impressions"] == 40 and data["per_hour"][-4]["revenue"] == 1.5
-    assert data["traffic_quality"] is None and data["frequency_capped"] is None  # hooks, not yet measured
+    # every impression here is valid (issue 20 fills this hook); capped requests are /metrics' only
+    assert data["traffic_quality"] == {"valid": 40, "invalid": {}, "invalid_clicks": {}}
+    assert data["frequency_capped"] is None
 
     res = client.simulate_get("/dashboard/campaigns/7", headers=ADMIN)
     assert res.status_code == 200 and "<svg" in res.text and "<script" not in res.text and "style=" not in res.text

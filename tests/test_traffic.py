@@ -386,3 +386,20 @@ def test_caps_invalid_counts_and_click_rates_are_one_slot_calls_on_a_cluster(red
     recorded = events.read_hour(HOUR)
     assert sum(n for _, _, n in recorded.impressions[1]) == 24 and len(recorded.clicks[1]) == 12
     assert sum(n for *_, n in recorded.invalid_impressions[1]) == 12
+
+
+def test_the_dashboard_shows_valid_and_invalid_traffic_by_reason(real_redis):
+    """Issue 20: /metrics *and the dashboard* show valid and invalid by reason."""
+    published(real_redis)
+    clock = Clock()
+    client, _, _, _ = serve(real_redis, clock)
+    shown(client)  # a browser: valid
+    shown(client, "b" * 22, GOOGLEBOT)
+    shown(client, "c" * 22, GOOGLEBOT)
+    shown(client, "p" * 22, BROWSER, **{"Sec-Purpose": "prefetch"})
+    page = client.simulate_get("/dashboard", headers=ADMIN)
+    assert page.status_code == 200
+    assert "Valid impressions: 1 " in page.text and "invalid impressions by reason: bot: 2, prefetch: 1" in page.text
+    data = client.simulate_get("/dashboard", headers={**ADMIN, **JSON}).json
+    assert data["traffic_quality"]["valid"] == 1
+    assert data["traffic_quality"]["invalid"] == {"bot": 2, "prefetch": 1}

@@ -17,9 +17,9 @@ no inline style: the strict CSP holds).
 Cost: the events are read by `recorded_events` (the ONE place that reads them: switch
 it to the event readers of layout/events.py when they land) at most once a minute per
 worker, past hours once (they no longer change); each page is rendered at most once per
-version, minute and query per worker (`PageCache`).  Not yet measured, shown as "—"
-until their work lands: valid against invalid traffic (`traffic_quality`) and
-frequency-capped requests (`frequency_capped`).
+version, minute and query per worker (`PageCache`).  Valid against invalid traffic by
+reason (`traffic_quality`) is read with the current hour; frequency-capped requests are
+counted per server in /metrics only (`frequency_capped` shows "—").
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ class RecordedEvents:
         self._clicks: dict[int, tuple[int, int, int]] = {}
         self._current: tuple[float, HourSummary] | None = None
         self._business: tuple[tuple, Business] | None = None
+        self._invalid: dict | None = None  # EventStore.invalid_counts, read with the current hour
         self._failed_at: float | None = None
         self.error: str | None = None
 
@@ -238,6 +239,10 @@ class RecordedEvents:
             if (self._current is None or self._current[1].hour != current
                     or self.monotonic() - self._current[0] >= REFRESH):
                 self._current = (self.monotonic(), _summarise(self.events, current, self._clicks))
+                # Invalid traffic by reason over the same hours, read as often as the
+                # current hour (its counters live beside the valid ones, never exported).
+                reader = getattr(self.events, "invalid_counts", None)
+                self._invalid = reader(now, HOURS) if reader else None
             self.error = None
             self._failed_at = None
         except REDIS_ERRORS as exc:
@@ -251,9 +256,9 @@ class RecordedEvents:
         if self._current is not None and self._current[1].hour == current:
             summaries[current] = self._current[1]
         # The same Business (and its sums) until something was read again.
-        state = (tuple(hours), tuple(id(v) for v in summaries.values()))
+        state = (tuple(hours), tuple(id(v) for v in summaries.values()), id(self._invalid))
         if self._business is None or self._business[0] != state:
-            self._business = (state, Business(hours, summaries))
+            self._business = (state, Business(hours, summaries, _quality(summaries, self._invalid)))
         return self._business[1]
 
 
@@ -314,12 +319,29 @@ def _legend() -> str:
             f'clicks; eCPM = revenue per 1,000 impressions. Events of the last {HOURS} hours.</p></details>')
 
 
+def _quality(summaries: dict[str, HourSummary], invalid: dict | None) -> dict | None:
+    """{"valid": impressions, "invalid": {reason: impressions}, "invalid_clicks": {reason: clicks}}
+    of the hours shown, None when the invalid counts could not be read."""
+    if invalid is None:
+        return None
+    by_reason: dict[str, dict[str, int]] = {"impressions": {}, "clicks": {}}
+    for kind in by_reason:
+        for (_, reason), n in invalid.get(kind, {}).items():
+            by_reason[kind][reason] = by_reason[kind].get(reason, 0) + n
+    valid = sum(c.impressions for s in summaries.values() for c in s.by_banner.values())
+    return {"valid": valid, "invalid": dict(sorted(by_reason["impressions"].items())),
+            "invalid_clicks": dict(sorted(by_reason["clicks"].items()))}
+
+
 def _quality_cells(business: Business) -> str:
     quality = business.traffic_quality
     capped = business.frequency_capped
     valid = "—" if quality is None else f'{quality.get("valid", 0):,}'
     invalid = "—" if quality is None else ", ".join(f"{k}: {v:,}" for k, v in quality.get("invalid", {}).items()) or "0"
-    return (f'<p class="meta">Valid traffic: {valid} · invalid traffic by reason: {invalid} · '
+    clicks = "—" if quality is None else ", ".join(
+        f"{k}: {v:,}" for k, v in quality.get("invalid_clicks", {}).items()) or "0"
+    return (f'<p class="meta">Valid impressions: {valid} · invalid impressions by reason: {invalid} · '
+            f'invalid clicks by reason: {clicks} · '
             f'frequency-capped requests: {"—" if capped is None else f"{capped:,}"}</p>')
 
 
