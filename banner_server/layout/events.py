@@ -402,6 +402,14 @@ class EventStore:
             else:
                 del events.conversions[quarter]
 
+    def _hours_since(self, keys: Keys, since: float):
+        """(group, its key prefix, the hours it recorded that end after `since`) of every
+        group with any: what the readers of recent counters go through."""
+        for group in range(keys.groups):
+            recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
+            if recorded:
+                yield group, keys.group_prefixes[group], recorded
+
     def invalid_counts(self, now: dt.datetime, hours: int = 24) -> dict[str, dict[tuple[int, str], int]]:
         """{"impressions": {(campaign, reason): n}, "clicks": {(campaign, reason): n}}:
         the invalid traffic recorded in the last `hours` hours (the running one
@@ -410,11 +418,7 @@ class EventStore:
         keys = self.layout()
         since = now.timestamp() - (hours - 1) * 3600
         out: dict[str, dict[tuple[int, str], int]] = {"impressions": {}, "clicks": {}}
-        for group in range(keys.groups):
-            recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
-            if not recorded:
-                continue
-            mine = keys.group_prefixes[group]
+        for group, mine, recorded in self._hours_since(keys, since):
             pipe = self.r.pipeline(transaction=False)
             kinds = []
             for hour in recorded:
@@ -479,11 +483,7 @@ class EventStore:
         keys = self.layout()
         since = now.timestamp() - (hours - 1) * 3600
         out: dict[tuple[int, int, int], int] = {}
-        for group in range(keys.groups):
-            recorded = [_text(m) for m in self.r.zrangebyscore(keys.hours(group), f"({since}", "+inf")]
-            if not recorded:
-                continue
-            mine = keys.group_prefixes[group]
+        for _, mine, recorded in self._hours_since(keys, since):
             pipe = self.r.pipeline(transaction=False)
             names = []
             for hour in recorded:
