@@ -19,7 +19,8 @@ from banner_server.layout.events import (CLICK_TTL, EventStore, Hour, hour_end, 
                                          token_digest)
 from banner_server.layout.keys import Keys
 from banner_server.web.tokens import ClickSigner
-from banner_server.web.tracking import ClickResource, ConversionResource
+from banner_server.web.postbacks import ConversionResource
+from banner_server.web.tracking import ClickResource
 from tests.harness import RedisProcess
 
 ZONE = ZoneInfo("Europe/Amsterdam")

@@ -25,7 +25,8 @@ from banner_server.layout.events import EventStore
 from banner_server.layout.keys import Keys
 from banner_server.web.html import error_serializer
 from banner_server.web.tokens import ClickSigner
-from banner_server.web.tracking import ClickResource, ConversionResource, parse_revenue, with_click_id
+from banner_server.web.postbacks import ConversionResource, parse_revenue
+from banner_server.web.tracking import ClickResource, with_click_id
 from loader.export import hour_files, write_files
 from loader.pipeline import compute
 

@@ -156,7 +156,7 @@ def test_a_load_into_a_redis_that_lost_its_data_replaces_the_snapshot(proc, kind
 def test_a_snapshot_that_fails_to_load_is_retried_once_per_second_not_per_request(proc, kind, monkeypatch):
     import redis
 
-    from banner_server.web import store as store_mod
+    from banner_server.web import snapshot as store_mod
 
     publish_rows(proc.client(), STANDARD)
     client, store, mono = serving(proc, kind)

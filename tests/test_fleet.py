@@ -393,7 +393,7 @@ def postbacks():
     from banner_server.layout.events import EventStore
     from banner_server.layout.keys import Keys
     from banner_server.web.html import error_serializer, internal_error
-    from banner_server.web.tracking import ConversionResource
+    from banner_server.web.postbacks import ConversionResource
 
     r = fakeredis.FakeRedis()
     events = EventStore(r, Keys())
@@ -453,7 +453,7 @@ def test_campaign_tokens_alone_configure_postbacks_and_are_a_secret_setting():
     from banner_server import config
     from banner_server.layout.events import EventStore
     from banner_server.layout.keys import Keys
-    from banner_server.web.tracking import ConversionResource
+    from banner_server.web.postbacks import ConversionResource
 
     settings = config.Settings.from_env({"BANNERS_POSTBACK_TOKENS": f"7:{SHOP_TOKEN}, 9:{POSTBACK}"})
     assert settings.postback_tokens == ((7, SHOP_TOKEN), (9, POSTBACK))

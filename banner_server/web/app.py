@@ -13,8 +13,9 @@ from .banners import BannerImageResource, CampaignResource, Cors, Draw, EmbedRes
 from .dashboard import DashboardResource
 from .html import error_serializer, internal_error, method_not_allowed, not_found
 from .ops import HealthResource, Instrumented, MetricsResource, ReadyResource
+from .postbacks import ConversionResource
 from .services import Services
-from .tracking import ClickResource, ConversionResource
+from .tracking import ClickResource
 
 
 def create_app(settings: Settings, services: Services | None = None):
