@@ -14,9 +14,10 @@ import redis
 
 from ..clients.errors import REDIS_ERRORS, FastReplyError
 from ..clients.fast import FastRedis
-from ..layout.catalog import Catalog, PiecedCatalog, QuarterIds, current_version, group_versions, manifest_of, \
-    read_campaign, read_campaign_map, read_campaigns, read_quarter_ids
+from ..layout.catalog import Catalog, current_version, group_versions, read_campaign, read_campaign_map, \
+    read_campaigns
 from ..layout.keys import Keys
+from ..layout.pieces import PiecedCatalog, QuarterIds, manifest_of, read_quarter_ids
 from ..layout.scripts import PICK, RECORD, bind
 
 
@@ -125,7 +126,7 @@ class SelectionStore:
         # The version of the snapshot: kept when Redis loses `current`, so degraded
         # answers still say which data they come from.
         self.version: str | None = None
-        # quarter -> its campaigns' banner ids (catalog.QuarterIds, compact), for the
+        # quarter -> its campaigns' banner ids (pieces.QuarterIds, compact), for the
         # quarters fetched (None: no version seen yet).  Which ones: `quarter_now` (a
         # callable giving the quarter served now) when set, the quarter now and the
         # next; else every quarter of the version.
