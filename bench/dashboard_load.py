@@ -53,7 +53,7 @@ BAR = 2.0
 def campaigns_of(redis_url: str) -> int:
     import redis
 
-    from banner_server.layout.catalog import manifest_of
+    from banner_server.layout.pieces import manifest_of
     from banner_server.layout.keys import Keys
 
     r = redis.Redis.from_url(redis_url, socket_timeout=30)

@@ -21,7 +21,7 @@ import psutil
 import redis
 
 from banner_server.config import Settings
-from banner_server.layout.catalog import ids_key, manifest_of, part_key, pieces
+from banner_server.layout.pieces import ids_key, manifest_of, part_key, pieces
 from banner_server.layout.keys import Keys
 from banner_server.web.app import create_app
 from banner_server.web.auth import AdminAuth

@@ -13,7 +13,8 @@ import sys
 import redis
 from harness import BIN, REAL_DATA, Workspace, run
 
-from banner_server.layout.catalog import current_version, version_key_names
+from banner_server.layout.catalog import current_version
+from banner_server.layout.pieces import version_key_names
 from banner_server.layout.keys import Keys
 from loader.publish import KEEP_VERSIONS
 

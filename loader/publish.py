@@ -20,10 +20,10 @@ import polars as pl
 import redis
 from redis.exceptions import LockError
 
-from banner_server.layout.catalog import _s, ids_key, kept_versions, load_order, part_key, split_records, \
-    version_key_names
+from banner_server.layout.catalog import _s, kept_versions, load_order
 from banner_server.layout.catalog import layout_groups as catalog_layout_groups
 from banner_server.layout.keys import Keys
+from banner_server.layout.pieces import ids_key, part_key, split_records, version_key_names
 from banner_server.layout.scripts import ROLLBACK, SWITCH, UNLIST, bind
 
 from .pipeline import LoadResult
@@ -348,7 +348,7 @@ def _write_records(r: redis.Redis, keys: Keys, ver: str, result: LoadResult, met
     records = selections_to_records(result.selections)
     # The shared data first: the selections manifest and its pieces list the version's
     # keys, so even a load killed half-way through the group copies leaves nothing
-    # cleanup cannot find.  In pieces (catalog.split_records): the single 212 MB JSON
+    # cleanup cannot find.  In pieces (pieces.split_records): the single 212 MB JSON
     # of the 100k-campaign set was one SET that held Redis for seconds (the load lock's
     # renewal could not get through: the load lost its lease and published nothing),
     # and one json.dumps that held the interpreter as long.

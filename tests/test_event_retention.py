@@ -15,9 +15,9 @@ import falcon
 import falcon.testing
 import pytest
 
-from banner_server.layout.events import (CLICK_TTL, EventStore, Hour, hour_end, hour_stamp, new_click_id,
-                                         token_digest)
+from banner_server.layout.events import EventStore, Hour, hour_end, hour_stamp, new_click_id, token_digest
 from banner_server.layout.keys import Keys
+from banner_server.layout.retention import CLICK_TTL
 from banner_server.web.tokens import ClickSigner
 from banner_server.web.postbacks import ConversionResource
 from banner_server.web.tracking import ClickResource

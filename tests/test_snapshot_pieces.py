@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from banner_server.layout import catalog
-from banner_server.layout.catalog import QuarterIds, manifest_of, read_selections
+from banner_server.layout import pieces
+from banner_server.layout.catalog import read_selections
+from banner_server.layout.pieces import QuarterIds, manifest_of
 from loader.publish import KEEP_VERSIONS, rollback
 from tests.harness import RedisProcess
 from tests.serving import ADMIN, KEYS, make_client, publish_rows
@@ -21,7 +22,7 @@ ROWS = ([(1, c, [c * 10, c * 10 + 1, c * 10 + 2]) for c in range(1, 26)]
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    monkeypatch.setattr(catalog, "SNAPSHOT_CAMPAIGNS", 4)
+    monkeypatch.setattr(pieces, "SNAPSHOT_CAMPAIGNS", 4)
 
 
 def version_keys_in_redis(r, ver):
@@ -137,8 +138,8 @@ def as_format_1(r, ver):
     """Rewrites `ver` as the publisher before the pieces wrote it: its records as one JSON."""
     _, records = read_selections(r, KEYS, ver)
     manifest = manifest_of(r.get(KEYS.selections(ver)))
-    for q, i in catalog.pieces(manifest):
-        r.delete(catalog.part_key(KEYS, ver, q, i), catalog.ids_key(KEYS, ver, q, i))
+    for q, i in pieces.pieces(manifest):
+        r.delete(pieces.part_key(KEYS, ver, q, i), pieces.ids_key(KEYS, ver, q, i))
     r.set(KEYS.selections(ver), json.dumps(records))
     return records
 

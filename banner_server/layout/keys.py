@@ -30,12 +30,12 @@ across two versions.
     {p}{t}:v:{ver}:meta             hash: seed, loaded_at, data_dir, quarters, groups, ...
     {p}{t}:v:{ver}:files            hash: sha256 -> JSON {path, quarter, kind, rows, ...}
     {p}{t}:v:{ver}:selections       string: the manifest of the pieces below (format 2, a few
-                                    KB; see catalog.split_records); a version published before
+                                    KB; see pieces.split_records); a version published before
                                     them holds the whole `banners show --json` JSON here
     {p}{t}:v:{ver}:q:{q}:part:{i}   string: JSON records of piece i of quarter q (250
                                     campaigns in id order): `show`, a campaign's dashboard page
     {p}{t}:v:{ver}:q:{q}:ids:{i}    string: the same campaigns' ids, scenario, X and banner ids
-                                    as arrays (catalog.QuarterIds): worker snapshots, the
+                                    as arrays (pieces.QuarterIds): worker snapshots, the
                                     dashboard's list, the version's key list for cleanup
     {p}{t}:v:{ver}:campaigns        hash: campaign -> JSON [name, landing_url] (campaigns.csv), or
                                     [name, landing_url, cap_impressions, cap_window] with a cap
@@ -55,7 +55,7 @@ What the service records (SPEC §7) is billing data: it has NO TTL, so under
 `maxmemory-policy volatile-lru` Redis only ever evicts the visitor keys above (the only
 keys with a TTL: the least recently seen visitors are forgotten first).  Retention is
 explicit: every hour something is recorded in is entered in its group's registry, and
-EventStore.prune removes an hour's keys once it is old enough (see layout/events.py).
+EventStore.prune removes an hour's keys once it is old enough (see layout/retention.py).
 {hour} is the server's local hour, ``2026-11-28T23``, {q} its quarter:
 
     {p}{t}:prune_lease              string: the worker pruning now (SET NX EX: one per fleet

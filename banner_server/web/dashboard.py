@@ -15,7 +15,7 @@ the catalog: PAGE_SIZE campaigns a page.  Charts are inline SVG drawn here (no s
 no inline style: the strict CSP holds).
 
 Cost: the events are read by `recorded_events` (the ONE place that reads them: switch
-it to the event readers of layout/events.py when they land) at most once a minute per
+it to the event readers of layout/retention.py when they land) at most once a minute per
 worker, past hours once (they no longer change); each page is rendered at most once per
 version, minute and query per worker (`PageCache`).  Valid against invalid traffic by
 reason (`traffic_quality`) is read with the current hour; frequency-capped requests are
@@ -201,7 +201,7 @@ class RecordedEvents:
     hour it arrives in), the current hour at most once per REFRESH seconds.
 
     This is the one place that reads events for the dashboard: today it sums
-    EventStore.read_hour; switch it to the event readers of layout/events.py when they
+    EventStore.read_hour; switch it to the event readers of layout/retention.py when they
     land (impressions per hour/quarter/campaign/banner) and nothing else changes."""
 
     def __init__(self, events, clock: Callable[[], dt.datetime], monotonic=time.monotonic):

@@ -12,9 +12,9 @@ from collections import OrderedDict
 import redis
 
 from ..clients.errors import REDIS_ERRORS
-from ..layout.catalog import Catalog, PiecedCatalog, QuarterIds, current_version, manifest_of, read_campaign, \
-    read_campaign_map, read_campaigns, read_quarter_ids
+from ..layout.catalog import Catalog, current_version, read_campaign, read_campaign_map, read_campaigns
 from ..layout.keys import Keys
+from ..layout.pieces import PiecedCatalog, QuarterIds, manifest_of, read_quarter_ids
 
 _CAMPAIGNS_CACHED = 10_000  # campaigns' (name, landing) kept per worker when the map is read lazily
 _NAME_SEARCH_LIMIT = 20_000  # campaigns whose name a dashboard search reads, when the map is lazy
