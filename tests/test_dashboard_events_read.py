@@ -2,6 +2,7 @@
 not on every page (each page paid the timeouts again on the worker's event loop), and
 the sums are made once per read, not per page."""
 
+import pytest
 import datetime as dt
 
 import redis
@@ -40,6 +41,7 @@ def test_a_failed_read_is_retried_a_refresh_later_not_per_page():
 
 
 
+@pytest.mark.render_budget
 def test_rendering_takes_at_most_its_share_of_the_worker_cached_pages_always_answer(any_redis):
     """Each uncached page 'takes' 1 s of a ticking clock: the next uncached one waits
     1 / RENDER_SHARE s (503 with Retry-After until then); a cached page is answered."""
