@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from . import rejects
-from banner_server.config import cap_window
+from banner_server.checks import cap_window
 from banner_server.ids import MAX_ID, parse_id
 
 from .files import SourceFile

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from banner_server import config
+from banner_server import checks, config
 from banner_server.cli import main
 from banner_server.cli import load as cli_load
 from banner_server.layout.keys import Keys
@@ -196,7 +196,7 @@ def test_settings_have_one_field_per_variable_with_a_setting_and_its_default():
 
 
 def test_a_new_variable_is_one_edit():
-    extra = config.Var("BANNERS_TEST_ONLY", config._int(1), "7", "a test's variable", setting="test_only")
+    extra = config.Var("BANNERS_TEST_ONLY", checks._int(1), "7", "a test's variable", setting="test_only")
     settings_class = config.settings_class({**config.VARIABLES, extra.name: extra})
     assert settings_class().test_only == 7
     assert settings_class.from_env({"BANNERS_TEST_ONLY": "9"}).test_only == 9

@@ -7,7 +7,7 @@ import datetime as dt
 
 import redis
 
-from banner_server.web.dashboard import REFRESH, RecordedEvents
+from banner_server.web.business import REFRESH, RecordedEvents
 
 
 class Clock:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from banner_server.layout.events import EventStore
-from banner_server.web import dashboard as dash
+from banner_server.web import charts, dashboard as dash
 from banner_server.web.auth import AdminAuth, load_admin_token, token_path
 from loader.pipeline import LoadResult
 from loader.publish import publish
@@ -192,7 +192,7 @@ def test_dashboard_is_rendered_once_per_minute_per_query(loaded, monkeypatch):
 
 
 def test_svg_chart_draws_a_bar_per_hour():
-    svg = dash.svg_bars([0, 1, 4], "Clicks", ["h1", "h2", "h3"])
+    svg = charts.svg_bars([0, 1, 4], "Clicks", ["h1", "h2", "h3"])
     assert svg.count("<rect") == 1 + 3 and "total 5" in svg and "h3: 4" in svg
 
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from banner_server import cli
-from banner_server import config
+from banner_server import checks, config
 from banner_server.clients import urls
 from banner_server.clients.embedded import free_port
 from tests.harness import RedisProcess
@@ -224,12 +224,12 @@ def test_a_bad_embedded_redis_cap_is_a_usage_error_where_it_is_used(tmp_path):
 def test_a_utc_offset_is_not_a_zone_but_the_message_names_the_zones_at_that_offset():
     when = dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc)
     with pytest.raises(ValueError, match="Asia/Kathmandu"):
-        config.check_zone("+05:45", now=when)
+        checks.check_zone("+05:45", now=when)
     with pytest.raises(ValueError, match="Asia/Kathmandu"):
-        config.check_zone("+5:45", now=when)
+        checks.check_zone("+5:45", now=when)
     with pytest.raises(ValueError, match="Europe/Amsterdam"):
-        config.check_zone("Europe/Amsterdm", now=when)
-    assert config.check_zone("Asia/Kathmandu", now=when) == "Asia/Kathmandu"
+        checks.check_zone("Europe/Amsterdm", now=when)
+    assert checks.check_zone("Asia/Kathmandu", now=when) == "Asia/Kathmandu"
 
 
 def test_serve_tz_errors_suggest_zone_names(serve):

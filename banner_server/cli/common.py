@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import redis
 
-from banner_server import config
+from banner_server import checks, config
 from banner_server.clients import urls
 from banner_server.clients.detect import connect_client
 from banner_server.clients.errors import CLIENT_ERRORS
@@ -40,7 +40,7 @@ class _Setting(click.ParamType):
             self.fail(f"{urls.mask_password(value)!r} {exc}", param, ctx)
 
     def split_envvar_value(self, rv):
-        return config.split_networks(rv)  # the one list variable: networks, by commas or spaces
+        return checks.split_networks(rv)  # the one list variable: networks, by commas or spaces
 
 
 class _BoolSetting(_Setting, click.types.BoolParamType):

@@ -19,7 +19,7 @@ import click
 import redis
 
 import banner_server
-from banner_server import config
+from banner_server import checks, config
 from banner_server.bind import bind_problem, describe
 from banner_server.clients.errors import CLIENT_ERRORS
 from banner_server.layout.catalog import read_selections
@@ -52,12 +52,12 @@ def _variables_without_option() -> str:
 @setting_option("--visitor-ttl", config.VISITOR_TTL, metavar="SECONDS",
                 help="Seconds a visitor's last banner is remembered in Redis.")
 @flag_setting_option("--cookie-secure", config.COOKIE_SECURE, help="Mark the visitor cookie Secure (behind HTTPS).")
-@setting_option("--trusted-proxy", config.TRUSTED_PROXIES, parse=config.parse_network, multiple=True,
+@setting_option("--trusted-proxy", config.TRUSTED_PROXIES, parse=checks.parse_network, multiple=True,
                 metavar="CIDR", help="Believe X-Forwarded-For from this proxy network (repeatable; in the "
                 "variable, separated by commas).")
 @setting_option("--access-log", config.ACCESS_LOG, metavar="PATH",
                 help="Log every request to this file ('-' for standard output).")
-@setting_option("--cors-origin", config.CORS_ORIGINS, parse=config.parse_origin, multiple=True, metavar="ORIGIN",
+@setting_option("--cors-origin", config.CORS_ORIGINS, parse=checks.parse_origin, multiple=True, metavar="ORIGIN",
                 help="Let this site's pages read the JSON answers with the visitor cookie (repeatable; `*`: "
                 "any site, without the cookie). embed.js needs it.")
 @setting_option("--frame-ancestors", config.FRAME_ANCESTORS, metavar="SOURCES",

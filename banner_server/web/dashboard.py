@@ -11,14 +11,12 @@ GET /dashboard/campaigns/{id}      one campaign: each quarter's selection (the c
                                    conversion rate, revenue and eCPM; its last 48 hours
 
 Both answer JSON to `Accept: application/json` or `?format=json`.  No page grows with
-the catalog: PAGE_SIZE campaigns a page.  Charts are inline SVG drawn here (no script,
-no inline style: the strict CSP holds).
+the catalog: PAGE_SIZE campaigns a page.  Charts are inline SVG (charts.py: no script,
+no inline style: the strict CSP holds).  The numbers come from business.py.
 
-Cost: the events are read by `recorded_events` (the ONE place that reads them: switch
-it to the event readers of layout/retention.py when they land) at most once a minute per
+Cost: the events are read by business.py's `RecordedEvents` at most once a minute per
 worker, past hours once (they no longer change); each page is rendered at most once per
-version, minute and query per worker (`PageCache`).  Valid against invalid traffic by
-reason (`traffic_quality`) is read with the current hour; frequency-capped requests are
+version, minute and query per worker (`PageCache`).  Frequency-capped requests are
 counted per server in /metrics only (`frequency_capped` shows "—").
 """
 
@@ -26,29 +24,21 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Callable
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import falcon
 
-from ..clients.errors import REDIS_ERRORS
-from ..clock import hour_of
 from ..ids import parse_id
+from .business import HOURS, REFRESH, Business, Counts, RecordedEvents
+from .charts import hourly_charts
 from .html import HTML_HEADERS, page, wants_json
 
-log = logging.getLogger("banner_server")
-
 PAGE_SIZE = 50
-HOURS = 48
-REFRESH = 60.0  # seconds the events and the rendered pages are reused for
 RENDER_SHARE = 0.25  # of a worker's time at most spent rendering operator pages, over time
 RENDER_BURST = 0.5  # seconds of rendering a worker may owe before it refuses (503) uncached pages
-MAX_ATTRIBUTION_LOOKUPS = 1000  # conversions of clicks older than the window: looked up, this many a refresh
 
 SCENARIO_WORDS = {
     "top_revenue_10": "10 or more banners converted: the 10 with the most revenue are shown",
@@ -61,233 +51,6 @@ RULE_WORDS = {
     "clicks": "clicked (ranked by clicks)",
     "random": "random pick (no click yet)",
 }
-
-
-# -- the business numbers ------------------------------------------------------------
-@dataclass
-class Counts:
-    impressions: int = 0
-    clicks: int = 0
-    conversions: int = 0
-    revenue: Decimal = Decimal(0)
-
-    def add(self, other: "Counts") -> None:
-        self.impressions += other.impressions
-        self.clicks += other.clicks
-        self.conversions += other.conversions
-        self.revenue += other.revenue
-
-    def as_dict(self) -> dict:
-        imp, clk = self.impressions, self.clicks
-        return {
-            "impressions": imp, "clicks": clk, "conversions": self.conversions,
-            "revenue": float(self.revenue),
-            "ctr": clk / imp if imp else None,
-            "conversion_rate": self.conversions / clk if clk else None,
-            "ecpm": float(self.revenue) * 1000 / imp if imp else None,
-        }
-
-
-@dataclass
-class HourSummary:
-    """One local hour: (quarter, campaign, banner) -> counts."""
-    hour: str
-    by_banner: dict[tuple[int, int, int], Counts] = field(default_factory=dict)
-    unattributed: int = 0  # conversions whose click could not be found
-
-
-@dataclass
-class Business:
-    hours: list[str]  # oldest first
-    summaries: dict[str, HourSummary]
-    # Hooks for the work that measures them (None: shown as "—").
-    traffic_quality: dict | None = None  # {"valid": n, "invalid": {reason: n}}
-    frequency_capped: int | None = None
-
-    # Sums over every recorded (quarter, campaign, banner) of 48 h are made once per
-    # Business (RecordedEvents hands the same one out until it reads again, at most once
-    # a minute) and indexed by campaign: summed per page, a list page of the 100k set
-    # with an hour of wrk's impressions took ~100 ms of the worker's only event loop,
-    # and 6 operators took campaign answers' p99 from 76 ms to 1.4 s.
-    _memo: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def _by_campaign(self) -> dict[int, dict[tuple[int, int, int], Counts]]:
-        index = self._memo.get("by_campaign")
-        if index is None:
-            index = {}
-            for s in self.summaries.values():
-                for key, counts in s.by_banner.items():
-                    index.setdefault(key[1], {}).setdefault(key, Counts()).add(counts)
-            self._memo["by_campaign"] = index
-        return index
-
-    def banner_totals(self, quarter: int | None = None, campaign: int | None = None
-                      ) -> dict[tuple[int, int, int], Counts]:
-        if campaign is not None:
-            rows = self._by_campaign().get(campaign, {})
-            return {k: v for k, v in rows.items() if quarter is None or k[0] == quarter}
-        out: dict[tuple[int, int, int], Counts] = {}
-        for s in self.summaries.values():
-            for key, counts in s.by_banner.items():
-                if quarter is None or key[0] == quarter:
-                    out.setdefault(key, Counts()).add(counts)
-        return out
-
-    def campaign_totals(self, quarter: int) -> dict[int, Counts]:
-        key = ("campaign_totals", quarter)
-        if key not in self._memo:
-            out: dict[int, Counts] = {}
-            for s in self.summaries.values():
-                for (q, c, _), counts in s.by_banner.items():
-                    if q == quarter:
-                        out.setdefault(c, Counts()).add(counts)
-            self._memo[key] = out
-        return self._memo[key]
-
-    def per_hour(self, campaign: int | None = None, quarter: int | None = None) -> list[Counts]:
-        key = ("per_hour", quarter)
-        by_hour = self._memo.get(key)
-        if by_hour is None:
-            # hour -> campaign -> counts (None: all campaigns), one pass over the hours
-            by_hour = {}
-            for hour in self.hours:
-                s = self.summaries.get(hour)
-                per: dict = {None: Counts()}
-                if s:
-                    for (q, c, _), counts in s.by_banner.items():
-                        if quarter is None or q == quarter:
-                            per.setdefault(c, Counts()).add(counts)
-                            per[None].add(counts)
-                by_hour[hour] = per
-            self._memo[key] = by_hour
-        return [by_hour[hour].get(campaign, Counts()) for hour in self.hours]
-
-
-def _summarise(events, hour: str, clicks_seen: dict[int, tuple[int, int, int]]) -> HourSummary:
-    """One hour of EventStore.read_hour, attributed to (quarter, campaign, banner)."""
-    read = events.read_hour(hour)
-    out = HourSummary(hour)
-    for q, rows in read.impressions.items():
-        for campaign, banner, n in rows:
-            out.by_banner.setdefault((q, campaign, banner), Counts()).impressions += n
-    for q, rows in read.clicks.items():
-        for click_id, banner, campaign in rows:
-            clicks_seen[click_id] = (q, campaign, banner)
-            out.by_banner.setdefault((q, campaign, banner), Counts()).clicks += 1
-    lookups = 0
-    for q, rows in read.conversions.items():
-        for _, click_id, revenue in rows:
-            where = clicks_seen.get(click_id)
-            if where is None and lookups < MAX_ATTRIBUTION_LOOKUPS:
-                lookups += 1
-                click = events.click(click_id)
-                if click is not None:
-                    where = clicks_seen[click_id] = (q, click.campaign, click.banner)
-            if where is None:
-                out.unattributed += 1
-                continue
-            counts = out.by_banner.setdefault(where, Counts())
-            counts.conversions += 1
-            try:
-                counts.revenue += Decimal(revenue)
-            except InvalidOperation:
-                pass
-    return out
-
-
-class RecordedEvents:
-    """The last HOURS hours of recorded events, per worker: an hour before the current
-    one is read once (nothing is filed under a past hour: a late conversion goes to the
-    hour it arrives in), the current hour at most once per REFRESH seconds.
-
-    This is the one place that reads events for the dashboard: today it sums
-    EventStore.read_hour; switch it to the event readers of layout/retention.py when they
-    land (impressions per hour/quarter/campaign/banner) and nothing else changes."""
-
-    def __init__(self, events, clock: Callable[[], dt.datetime], monotonic=time.monotonic):
-        self.events = events
-        self.clock = clock
-        self.monotonic = monotonic
-        self._past: dict[str, HourSummary] = {}
-        self._clicks: dict[int, tuple[int, int, int]] = {}
-        self._current: tuple[float, HourSummary] | None = None
-        self._business: tuple[tuple, Business] | None = None
-        self._invalid: dict | None = None  # EventStore.invalid_counts, read with the current hour
-        self._failed_at: float | None = None
-        self.error: str | None = None
-
-    def __call__(self) -> Business:
-        now = self.clock()
-        hours = [hour_of(now - dt.timedelta(hours=h)) for h in range(HOURS - 1, -1, -1)]
-        if self.events is None:
-            return Business(hours, {})
-        current = hours[-1]
-        # After a failed read (Redis away, or an hour too big for the 50 ms timeout),
-        # show what was read and try again a REFRESH later: retried on every page, each
-        # dashboard request paid the timeouts again on the worker's only event loop.
-        if self._failed_at is not None and self.monotonic() - self._failed_at < REFRESH:
-            return self._answer(hours, current)
-        try:
-            for hour in hours[:-1]:
-                if hour not in self._past:
-                    self._past[hour] = _summarise(self.events, hour, self._clicks)
-            for hour in list(self._past):
-                if hour not in hours:
-                    del self._past[hour]
-            if len(self._clicks) > 1_000_000:  # bounded: older clicks are looked up again
-                self._clicks.clear()
-            if (self._current is None or self._current[1].hour != current
-                    or self.monotonic() - self._current[0] >= REFRESH):
-                self._current = (self.monotonic(), _summarise(self.events, current, self._clicks))
-                # Invalid traffic by reason over the same hours, read as often as the
-                # current hour (its counters live beside the valid ones, never exported).
-                reader = getattr(self.events, "invalid_counts", None)
-                self._invalid = reader(now, HOURS) if reader else None
-            self.error = None
-            self._failed_at = None
-        except REDIS_ERRORS as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            self._failed_at = self.monotonic()
-            log.warning("dashboard: recorded events unreadable (%s); showing what was read", self.error)
-        return self._answer(hours, current)
-
-    def _answer(self, hours: list[str], current: str) -> Business:
-        summaries = dict(self._past)
-        if self._current is not None and self._current[1].hour == current:
-            summaries[current] = self._current[1]
-        # The same Business (and its sums) until something was read again.
-        state = (tuple(hours), tuple(id(v) for v in summaries.values()), id(self._invalid))
-        if self._business is None or self._business[0] != state:
-            self._business = (state, Business(hours, summaries, _quality(summaries, self._invalid)))
-        return self._business[1]
-
-
-# -- charts -----------------------------------------------------------------------------
-def svg_bars(values: list[float], label: str, hours: list[str], width: int = 480, height: int = 64) -> str:
-    """A small bar chart of `values` (one per hour), as inline SVG: no script, no style
-    attribute (the CSP's style-src does not cover them); colours are presentation
-    attributes, which the CSP does not govern."""
-    top = max(values, default=0) or 1
-    n = max(len(values), 1)
-    bar = width / n
-    bars = []
-    for i, v in enumerate(values):
-        h = 0 if not v else max(1.0, (height - 2) * v / top)
-        title = f"{hours[i] if i < len(hours) else ''}: {v:g}"
-        bars.append(f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(bar - 1, 1):.1f}" '
-                    f'height="{h:.1f}" fill="#3b6fd8"><title>{html.escape(title)}</title></rect>')
-    total, peak = sum(values), max(values, default=0)
-    return (f'<figure class="chart"><svg viewBox="0 0 {width} {height}" width="100%" height="{height}" '
-            f'role="img" aria-label="{html.escape(label)} per hour, last {len(values)} hours" '
-            f'preserveAspectRatio="none"><rect x="0" y="0" width="{width}" height="{height}" fill="#f0f2f7"/>'
-            f'{"".join(bars)}</svg><figcaption>{html.escape(label)} per hour, last {len(values)} h '
-            f'(total {total:g}, top hour {peak:g})</figcaption></figure>')
-
-
-def _charts(series: list[Counts], hours: list[str]) -> str:
-    return (svg_bars([c.impressions for c in series], "Impressions", hours)
-            + svg_bars([c.clicks for c in series], "Clicks", hours)
-            + svg_bars([float(c.revenue) for c in series], "Revenue", hours))
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -317,20 +80,6 @@ def _legend() -> str:
             f'<dl>{rules}</dl><p class="meta">X: the number of banners of the campaign with at least one '
             f'conversion in the quarter\'s data. CTR = clicks / impressions; conversion rate = conversions / '
             f'clicks; eCPM = revenue per 1,000 impressions. Events of the last {HOURS} hours.</p></details>')
-
-
-def _quality(summaries: dict[str, HourSummary], invalid: dict | None) -> dict | None:
-    """{"valid": impressions, "invalid": {reason: impressions}, "invalid_clicks": {reason: clicks}}
-    of the hours shown, None when the invalid counts could not be read."""
-    if invalid is None:
-        return None
-    by_reason: dict[str, dict[str, int]] = {"impressions": {}, "clicks": {}}
-    for kind in by_reason:
-        for (_, reason), n in invalid.get(kind, {}).items():
-            by_reason[kind][reason] = by_reason[kind].get(reason, 0) + n
-    valid = sum(c.impressions for s in summaries.values() for c in s.by_banner.values())
-    return {"valid": valid, "invalid": dict(sorted(by_reason["impressions"].items())),
-            "invalid_clicks": dict(sorted(by_reason["clicks"].items()))}
 
 
 def _quality_cells(business: Business) -> str:
@@ -434,7 +183,7 @@ class DashboardResource:
         t = d["totals"]
         parts.append(f'<section class="campaign"><h2>Quarter {q}, all campaigns</h2><table><thead><tr>{METRIC_HEADS}'
                      f'</tr></thead><tbody><tr>{_metrics_cells(t)}</tr></tbody></table>{_quality_cells_d(d)}'
-                     f'{_charts(_series(d["per_hour"]), d["hours"])}</section>')
+                     f'{hourly_charts(_series(d["per_hour"]), d["hours"])}</section>')
         options = "".join(f'<option value="{s}"{" selected" if s == d["scenario"] else ""}>{s}</option>'
                           for s in SCENARIO_WORDS)
         parts.append(
@@ -508,7 +257,7 @@ class DashboardResource:
                  f' <span class="meta">#{d["campaign_id"]}</span></h1>'
                  f'<p class="meta">Version {html.escape(str(d["version"]))} · quarter {d["current_quarter"]} now · '
                  f'<a href="/campaigns/{d["campaign_id"]}">serve one banner</a></p>',
-                 _quality_cells_d(d), _charts(_series(d["per_hour"]), d["hours"]), _legend()]
+                 _quality_cells_d(d), hourly_charts(_series(d["per_hour"]), d["hours"]), _legend()]
         for q in d["quarters"]:
             rows = "".join(
                 f'<tr><td><img src="{b["image_url"]}" width="72" height="60" loading="lazy" '
