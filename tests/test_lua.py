@@ -52,9 +52,14 @@ def test_the_lua_files_are_all_loaded_and_no_python_string_holds_lua():
 
 @pytest.mark.slow
 def test_a_built_wheel_ships_the_lua_files(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    import shutil
+
+    # Built from a copy: a build in the checkout leaves build/ and *.egg-info behind.
+    src = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parents[1], src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "tests", "bench"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(root)], check=True, capture_output=True)
+                    "-w", str(tmp_path), str(src)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("banner_server-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for s in scripts.ALL:
