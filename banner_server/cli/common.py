@@ -110,7 +110,7 @@ def connect(redis_url: str | None, state_dir: Path, start: bool = True):
             fail(f"no embedded Redis is running in the state folder {clean(emb.state_dir)} ({looked}); start it with "
                  "`banners redis start` (a load starts it too), or give --redis-url (env BANNERS_REDIS_URL)")
     try:
-        url = resolve_redis_url(redis_url, state_dir)
+        url = resolve_redis_url(redis_url, state_dir, config.REDIS_MAXMEMORY.get)
         client = connect_client(url, 30, 5)  # one Redis, a cluster (detected) or Sentinel
         try:
             client.ping()

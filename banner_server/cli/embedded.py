@@ -34,7 +34,7 @@ def redis_start(state_dir):
       redis-cli -s "$(banners redis start | sed 's|unix://||')" ping
     """
     try:
-        click.echo(EmbeddedRedis(state_dir).ensure_running())
+        click.echo(EmbeddedRedis(state_dir, config.REDIS_MAXMEMORY.get).ensure_running())
     except config.SettingError as exc:
         fail(str(exc), EXIT_USAGE)
     except EmbeddedRedisError as exc:

