@@ -57,10 +57,13 @@ class Draw:
             raise bad_id("campaign")
         quarter = self.quarter()
         cookie, carried = visitors.cookie_from_header(req.env.get("HTTP_COOKIE"))
-        visitor = "c:" + cookie if cookie else self._anonymous(req)
+        # The client address (through trusted proxies) once, and only when needed: a
+        # cookie-less visitor is known by it, and the operator's networks judge by it.
+        address = self.address(req) if not cookie or self.by_network else None
+        visitor = "c:" + cookie if cookie else self._anonymous(req, address)
         reason = None
         if self.classify is not None:
-            reason = self.classify(req.method, req.env, self.address(req) if self.by_network else None)
+            reason = self.classify(req.method, req.env, address if self.by_network else None)
         try:
             pick = self.store.pick(quarter, campaign, visitor, carried, self.hour() if self.hour else None, reason)
         except Capped:
@@ -95,8 +98,9 @@ class Draw:
     def address(self, req: falcon.Request) -> str:
         return visitors.client_address(req.remote_addr or "", req.get_header("X-Forwarded-For"), self.trusted)
 
-    def _anonymous(self, req: falcon.Request) -> str:
-        return "a:" + visitors.anonymous_id(self.address(req), req.user_agent or "")
+    def _anonymous(self, req: falcon.Request, address: str | None = None) -> str:
+        return "a:" + visitors.anonymous_id(address if address is not None else self.address(req),
+                                            req.user_agent or "")
 
     def identities(self, req: falcon.Request) -> list[str]:
         """Who a request may be, as a banner answer named it: its cookie's visitor and

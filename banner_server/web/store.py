@@ -180,7 +180,7 @@ class SelectionStore(Snapshot):
             if len(self._hour_ends) > 4:
                 self._hour_ends.clear()
             end = getattr(hour, "end", None)
-            cached = self._hour_ends[hour] = (str(end if end is not None else int(time.time()) + 3600),
+            cached = self._hour_ends[hour] = (str(end if end is not None else int(self.now()) + 3600),
                                               str.__str__(hour))
         return cached
 
