@@ -161,20 +161,20 @@ def check_zone(text: str, now: dt.datetime | None = None) -> str:
                                              " (an IANA name like Europe/Amsterdam)"))
 
 
-def _redis_url(text: str) -> str:
-    try:
-        check_url(text.strip())
-    except ValueError as exc:
-        raise ValueError(f"is not a Redis URL both clients can use: {exc}") from None
-    return text.strip()
+def _checked_by(check: Callable[[str], object], what: str) -> Callable[[str], str]:
+    """The text, stripped, once `check` accepts it; its refusal said as `what`."""
+    def parse(text: str) -> str:
+        try:
+            check(text.strip())
+        except ValueError as exc:
+            raise ValueError(f"is not {what}: {exc}") from None
+        return text.strip()
+
+    return parse
 
 
-def _bind(text: str) -> str:
-    try:
-        parse_bind(text.strip())
-    except ValueError as exc:
-        raise ValueError(f"is not an address gunicorn can listen on: {exc}") from None
-    return text.strip()
+_redis_url = _checked_by(check_url, "a Redis URL both clients can use")
+_bind = _checked_by(parse_bind, "an address gunicorn can listen on")
 
 
 def _secret(text: str) -> str:
