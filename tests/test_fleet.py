@@ -24,10 +24,9 @@ from click.testing import CliRunner
 
 from banner_server.clients.embedded import free_port
 from banner_server.web import metrics as metrics_mod
-from banner_server.web.metrics import Counters, Metrics, fold_worker, instance_dir, read_all
+from banner_server.web.metrics import Counters, fold_worker, instance_dir, read_all
 from banner_server.web.tokens import SecretError, fingerprint, load_secret
 from tests.serving import ADMIN_TOKEN
-from tests.harness import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -181,13 +180,6 @@ def test_the_first_server_records_the_fingerprint_and_a_different_one_is_refused
     serve_mod._check_fleet_secret(client, b"t" * 32, rotate=fingerprint(b"s" * 32))  # harmless once done
 
 
-@pytest.fixture(scope="module")
-def shared_redis():
-    proc = RedisProcess().start()
-    yield proc
-    proc.close()
-
-
 @pytest.fixture
 def data(sample_dir, tmp_path):
     target = tmp_path / "data"
@@ -215,12 +207,12 @@ def serve_argv(state: Path, port: int, *extra) -> list:
 
 
 @pytest.mark.slow
-def test_two_hosts_with_different_secrets_the_second_refuses_same_secret_clicks_cross(shared_redis, data, states):
+def test_two_hosts_with_different_secrets_the_second_refuses_same_secret_clicks_cross(redis_proc, data, states):
     from tests.test_deploy import get, start_server, status_of, wait_for
 
-    client = shared_redis.client()
+    client = redis_proc.client()
     client.flushall()
-    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="secret-of-host-a-0123456789")
+    env = banners_env(BANNERS_REDIS_URL=redis_proc.url, BANNERS_SECRET="secret-of-host-a-0123456789")
     load = subprocess.run([str(VENV_BIN / "banners"), "load", str(data), "--seed", "1"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert load.returncode == 0, load.stdout + load.stderr
@@ -321,12 +313,12 @@ def metric(port: int, route: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(shared_redis, states):
+def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(redis_proc, states):
     from tests.test_deploy import get, start_server
 
-    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789",
+    env = banners_env(BANNERS_REDIS_URL=redis_proc.url, BANNERS_SECRET="one-secret-for-both-0123456789",
                       BANNERS_ADMIN_TOKEN=ADMIN_TOKEN)
-    shared_redis.client().delete("banners:{banners}:signing")
+    redis_proc.client().delete("banners:{banners}:signing")
     state = states("m")
     port_a, port_b = free_port(), free_port()
     a = start_server(serve_argv(state, port_a), env, port_a)
@@ -351,12 +343,12 @@ def test_a_second_server_on_the_same_state_folder_leaves_the_first_ones_metrics(
 
 
 @pytest.mark.slow
-def test_thirty_reloads_keep_the_metrics_files_bounded_and_the_counts(shared_redis, states):
+def test_thirty_reloads_keep_the_metrics_files_bounded_and_the_counts(redis_proc, states):
     from tests.test_deploy import get, start_server, wait_for, workers
 
-    env = banners_env(BANNERS_REDIS_URL=shared_redis.url, BANNERS_SECRET="one-secret-for-both-0123456789",
+    env = banners_env(BANNERS_REDIS_URL=redis_proc.url, BANNERS_SECRET="one-secret-for-both-0123456789",
                       BANNERS_ADMIN_TOKEN=ADMIN_TOKEN)
-    shared_redis.client().delete("banners:{banners}:signing")
+    redis_proc.client().delete("banners:{banners}:signing")
     state = states("r")
     port = free_port()
     server = start_server(serve_argv(state, port), env, port)

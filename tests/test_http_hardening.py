@@ -5,12 +5,11 @@ import json
 import re
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
 from tests.harness import RedisProcess
-from tests.serving import KEYS, STANDARD, publish_rows
+from tests.serving import STANDARD, publish_rows
 from tests.test_e2e import Server
 
 pytestmark = pytest.mark.slow
@@ -34,8 +33,9 @@ def one_worker(redis_server, tmp_path_factory):
     server.stop()
 
 
-def raw(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+def raw(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send `data`, then read until the server closes (or `timeout` of silence)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         try:
             s.sendall(data)
         except OSError:

@@ -14,6 +14,7 @@ from importlib import metadata
 import pytest
 
 from banner_server.clients.embedded import free_port
+from tests.test_http_hardening import raw as exchange  # one raw-socket exchange
 from tests.harness import RedisProcess
 from tests.test_e2e import Server
 
@@ -21,19 +22,6 @@ pytestmark = pytest.mark.slow
 
 if "+banners" not in metadata.version("meinheld"):
     pytest.skip("meinheld is not the project's build (make install)", allow_module_level=True)
-
-
-def exchange(port: int, data: bytes, timeout: float = 5) -> bytes:
-    """Send `data`, then read until the server closes (or `timeout` of silence)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        chunks = []
-        try:
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        except OSError:
-            pass
-    return b"".join(chunks)
 
 
 def status_of(reply: bytes) -> int:
